@@ -1,0 +1,119 @@
+"""Retry policy as small pure functions: which failures to retry, and how long to wait.
+
+Reads (``find_order``) retry network errors, timeouts, 429 and 5xx. Writes retry only what provably
+never reached Backd: a refused connection (urllib3's connect retries) and 429. Anything else on a write
+surfaces with ``may_have_been_applied`` for the bulk layer to settle by reading the order back.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+from .errors import BackdError, NetworkError, RateLimitError, ServerError
+
+INITIAL_DELAY_S = 0.25
+MAX_DELAY_S = 5.0
+MAX_RETRY_AFTER_S = 60.0
+
+
+def should_retry(error: BackdError, *, is_write: bool, attempt: int, max_retries: int) -> bool:
+    """Whether to send the request again after ``error`` on the ``attempt``-th try (0-based).
+
+    Examples
+    --------
+    >>> should_retry(ServerError("boom", status=503), is_write=False, attempt=0, max_retries=3)
+    True
+    >>> should_retry(ServerError("boom", status=503), is_write=True, attempt=0, max_retries=3)
+    False
+    """
+    if attempt >= max_retries:
+        return False
+    if isinstance(error, RateLimitError):
+        return True
+    if is_write:
+        return not error.may_have_been_applied and isinstance(error, NetworkError)
+    return isinstance(error, (NetworkError, ServerError))
+
+
+def backoff_delay_s(attempt: int, *, initial_s: float = INITIAL_DELAY_S, max_s: float = MAX_DELAY_S) -> float:
+    """Exponential backoff before jitter: initial × 2^attempt, capped.
+
+    Examples
+    --------
+    >>> [backoff_delay_s(n) for n in range(6)]
+    [0.25, 0.5, 1.0, 2.0, 4.0, 5.0]
+    """
+    return min(max_s, initial_s * (2**attempt))
+
+
+def jittered(delay_s: float, unit_random: float) -> float:
+    """Spread retries between half and all of ``delay_s`` (``unit_random`` in [0, 1)); kept apart for tests."""
+    return delay_s * (0.5 + 0.5 * unit_random)
+
+
+def retry_delay_s(error: BackdError, attempt: int, *, initial_s: float = INITIAL_DELAY_S) -> float:
+    """How long to wait: Backd's Retry-After when given (capped), else jittered backoff.
+
+    Examples
+    --------
+    >>> retry_delay_s(RateLimitError("slow", retry_after=2.0), 0)
+    2.0
+    """
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after is not None:
+        return max(0.0, min(float(retry_after), MAX_RETRY_AFTER_S))
+    return jittered(backoff_delay_s(attempt, initial_s=initial_s), random.random())
+
+
+def parse_retry_after_s(header: str | None) -> float | None:
+    """Retry-After as seconds; accepts delta-seconds (also fractional); an HTTP date counts as unknown.
+
+    Examples
+    --------
+    >>> parse_retry_after_s("3"), parse_retry_after_s(None), parse_retry_after_s("Wed, 21 Oct 2026 07:28:00 GMT")
+    (3.0, None, None)
+    """
+    if not header:
+        return None
+    try:
+        return max(0.0, float(header))
+    except ValueError:
+        return None
+
+
+class SharedPause:
+    """One pause for every thread using a client: after a 429, all workers wait, not just the one that saw it."""
+
+    def __init__(self) -> None:
+        self._resume_at = 0.0
+        self._lock = threading.Lock()
+
+    def pause_for(self, seconds: float) -> None:
+        with self._lock:
+            self._resume_at = max(self._resume_at, time.monotonic() + seconds)
+
+    def wait(self) -> None:
+        delay = self._resume_at - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+
+class RateLimiter:
+    """Spaces request starts to at most ``max_rps`` per second across threads (None: no limit)."""
+
+    def __init__(self, max_rps: float | None) -> None:
+        self._interval_s = 1.0 / max_rps if max_rps else 0.0
+        self._next_at = 0.0
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        if not self._interval_s:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next_at)
+            self._next_at = start + self._interval_s
+        if start > now:
+            time.sleep(start - now)

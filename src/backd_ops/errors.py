@@ -1,0 +1,225 @@
+"""Every exception backd_ops raises, the HTTP-status → exception table, and redaction of secrets.
+
+Our exception hierarchy::
+
+    BackdError                         base of everything we raise
+    ├── ConfigurationError(ValueError)   missing/invalid keys, environment or URL
+    ├── InputError(ValueError)           a frame or file that cannot be used at all (names row/column)
+    ├── ProductionGuardError             execute against production without the extra confirmation
+    ├── NetworkError                     no usable HTTP answer (refused, reset, timeout)
+    │   └── RequestTimeout                 the connect or read timeout expired
+    └── APIError                         Backd answered with an error
+        ├── AuthenticationError            401/403: wrong or wrong-environment keys
+        ├── NotFoundError                  404: unknown backd_order_id
+        ├── InvalidRequestError(ValueError) 400/422: Backd rejected the body
+        ├── OrderStateError                409: wrong order status, locked refund, conflict
+        ├── RateLimitError                 429: slow down; carries ``retry_after`` (seconds)
+        └── ServerError                    5xx
+
+Every error carries ``status`` (HTTP status or None), ``endpoint``, ``backd_order_id`` and ``message``
+(Backd's text), and ``may_have_been_applied``: True when a *write* may have reached Backd (read timeout,
+connection dropped after sending, 5xx on a write). Such a row is settled by reading the order back.
+
+No error holds the secret key: messages pass through :func:`redact` before they are stored.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import threading
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "BackdError",
+    "ConfigurationError",
+    "InputError",
+    "InvalidRequestError",
+    "NetworkError",
+    "NotFoundError",
+    "OrderStateError",
+    "ProductionGuardError",
+    "RateLimitError",
+    "RequestTimeout",
+    "ServerError",
+    "error_for_status",
+    "redact",
+    "register_secret",
+]
+
+_REDACTED = "***"
+_secrets: set[str] = set()
+_secrets_lock = threading.Lock()
+
+
+def register_secret(public_key: str, secret_key: str) -> None:
+    """Remember a secret (and its Basic-auth form) so that :func:`redact` masks it everywhere.
+
+    Examples
+    --------
+    >>> register_secret("pk_demo", "sk_hidden_value")
+    >>> redact("key was sk_hidden_value")
+    'key was ***'
+    """
+    if not secret_key:
+        return
+    basic = base64.b64encode(f"{public_key}:{secret_key}".encode()).decode()
+    with _secrets_lock:
+        _secrets.update({secret_key, basic})
+
+
+def redact(text: object) -> str:
+    """Return ``str(text)`` with every registered secret and any Basic credential masked.
+
+    Examples
+    --------
+    >>> redact("Authorization: Basic cGs6c2s=")
+    'Authorization: Basic ***'
+    """
+    out = str(text)
+    with _secrets_lock:
+        known = sorted(_secrets, key=len, reverse=True)
+    for secret in known:
+        out = out.replace(secret, _REDACTED)
+    return re.sub(r"(?i)(basic\s+)[A-Za-z0-9+/=]{4,}", r"\1" + _REDACTED, out)
+
+
+class BackdError(Exception):
+    """Base of every backd_ops error.
+
+    Examples
+    --------
+    >>> try:
+    ...     raise NotFoundError("unknown order", status=404, endpoint="find_order", backd_order_id="BO-1")
+    ... except BackdError as exc:
+    ...     print(exc)
+    find_order BO-1: HTTP 404: unknown order
+    """
+
+    may_have_been_applied_default = False
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        status: int | None = None,
+        endpoint: str | None = None,
+        backd_order_id: str | None = None,
+        may_have_been_applied: bool | None = None,
+        request_id: str | None = None,
+        body: str | None = None,
+    ) -> None:
+        self.message = redact(message)
+        self.status = status
+        self.endpoint = endpoint
+        self.backd_order_id = backd_order_id
+        self.request_id = request_id
+        self.body = None if body is None else redact(body)[:2000]
+        self.may_have_been_applied = (
+            self.may_have_been_applied_default if may_have_been_applied is None else may_have_been_applied
+        )
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        where = " ".join(p for p in (self.endpoint, self.backd_order_id) if p)
+        http = f"HTTP {self.status}: " if self.status else ""
+        text = f"{where}: {http}{self.message}" if where else f"{http}{self.message}"
+        if self.may_have_been_applied:
+            text += " (the write may have been applied: read the order back before retrying)"
+        return text
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(status={self.status!r}, endpoint={self.endpoint!r}, "
+            f"backd_order_id={self.backd_order_id!r}, message={self.message!r}, "
+            f"may_have_been_applied={self.may_have_been_applied!r})"
+        )
+
+    def __reduce__(self):  # keep keyword-only state when pickled (e.g. across processes)
+        return (_rebuild, (type(self), self.message, self.__dict__.copy()))
+
+
+def _rebuild(cls: type[BackdError], message: str, state: dict) -> BackdError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
+
+class ConfigurationError(BackdError, ValueError):
+    """Keys, environment or base URL are missing or invalid."""
+
+
+class InputError(BackdError, ValueError):
+    """An input frame or file cannot be used at all (for example a required column is missing)."""
+
+
+class ProductionGuardError(BackdError):
+    """A money-moving execute against production was asked for without the extra confirmation."""
+
+
+class NetworkError(BackdError):
+    """No usable HTTP answer: connection refused, reset or dropped."""
+
+
+class RequestTimeout(NetworkError):
+    """The connect or read timeout expired."""
+
+
+class APIError(BackdError):
+    """Backd answered, and the answer is an error."""
+
+
+class AuthenticationError(APIError):
+    """401/403: the keys are wrong, or belong to the other environment."""
+
+
+class NotFoundError(APIError):
+    """404: Backd does not know this backd_order_id."""
+
+
+class InvalidRequestError(APIError, ValueError):
+    """400/422: Backd rejected the request body."""
+
+
+class OrderStateError(APIError):
+    """409: the order's status does not allow this call, or the refund request is locked."""
+
+
+class RateLimitError(APIError):
+    """429: too many requests; ``retry_after`` is Backd's Retry-After in seconds, if given."""
+
+    def __init__(self, message: str = "", *, retry_after: float | None = None, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class ServerError(APIError):
+    """5xx: Backd failed. On a write, the change may have been applied."""
+
+
+_STATUS_TABLE: dict[int, type[APIError]] = {
+    400: InvalidRequestError,
+    401: AuthenticationError,
+    403: AuthenticationError,
+    404: NotFoundError,
+    409: OrderStateError,
+    422: InvalidRequestError,
+    429: RateLimitError,
+}
+
+
+def error_for_status(status: int) -> type[APIError]:
+    """The exception class for an HTTP error status.
+
+    Examples
+    --------
+    >>> error_for_status(409).__name__
+    'OrderStateError'
+    >>> error_for_status(503).__name__
+    'ServerError'
+    """
+    if status >= 500:
+        return ServerError
+    return _STATUS_TABLE.get(status, InvalidRequestError if 400 <= status < 500 else APIError)

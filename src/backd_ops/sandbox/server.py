@@ -1,0 +1,152 @@
+"""Run the sandbox: a threaded HTTP/1.1 werkzeug server on 127.0.0.1, in-process or from the CLI."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections import Counter
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Iterator
+
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+from .app import API_PREFIX, SandboxApp
+from .clock import SandboxClock
+from .demo import demo_orders
+from .faults import FaultInjector, FaultProfile
+from .store import Mutation, OrderStore
+
+if TYPE_CHECKING:
+    from ..client import BackdClient
+
+DEMO_PUBLIC_KEY = "pk_sandbox_demo"
+DEMO_SECRET_KEY = "sk_sandbox_demo_not_a_real_secret"
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """HTTP/1.1 keep-alive; no access log on stderr (the app keeps its own request log)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_request(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def log_error(self, *args: object) -> None:
+        pass
+
+
+class Sandbox:
+    """A running sandbox: its URL, a client for it, hooks to move time and logs to assert on."""
+
+    def __init__(self, app: SandboxApp, clock: SandboxClock, host: str, port: int, public_key: str, secret_key: str) -> None:
+        self.app, self.clock, self.host, self.port = app, clock, host, port
+        self.public_key = public_key
+        self._secret_key = secret_key
+        self.base_url = f"http://{host}:{port}{API_PREFIX}"
+
+    def __repr__(self) -> str:
+        return f"Sandbox(base_url={self.base_url!r}, orders={len(self.store)})"
+
+    @property
+    def store(self) -> OrderStore:
+        return self.app.store
+
+    def client(self, **options: object) -> BackdClient:
+        """A :class:`~backd_ops.client.BackdClient` with this sandbox's keys and URL."""
+        from ..client import BackdClient
+
+        return BackdClient(self.public_key, self._secret_key, base_url=self.base_url, **options)  # type: ignore[arg-type]
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that point a subprocess (notebook kernel, CLI) at this sandbox."""
+        return {"BACKD_PUBLIC_KEY": self.public_key, "BACKD_SECRET_KEY": self._secret_key,
+                "BACKD_BASE_URL": self.base_url, "BACKD_ENVIRONMENT": "sandbox"}
+
+    # -- hooks ---------------------------------------------------------------------------------------------
+    def set_faults(self, profile: FaultProfile | None, *, endpoint: str = "*") -> None:
+        self.app.faults.set(profile, endpoint=endpoint)
+
+    def script_faults(self, endpoint: str, faults: list[str | None]) -> None:
+        """Inject exactly these faults on the next requests to ``endpoint`` (e.g. ``["drop_after_apply"]``)."""
+        self.app.faults.script(endpoint, faults)
+
+    def select_terms(self, backd_order_id: str) -> dict:
+        """The customer chose payment terms for a created order."""
+        return self.store.select_terms(backd_order_id)
+
+    def process_locked_refunds(self) -> list[str]:
+        """Backd processes locked refunds: their orders move to ``refund``."""
+        return self.store.process_locked_refunds()
+
+    # -- logs ---------------------------------------------------------------------------------------------
+    @property
+    def mutations(self) -> list[Mutation]:
+        return list(self.store.mutations)
+
+    def writes_per_order(self, endpoint: str | None = None) -> Counter[str]:
+        """Applied mutations per order (optionally for one endpoint): "refunded exactly once" is a 1 here."""
+        return Counter(m.backd_order_id for m in self.store.mutations if endpoint in (None, m.endpoint))
+
+    @property
+    def requests(self) -> list[dict]:
+        return list(self.app.requests)
+
+    def write_requests(self) -> list[dict]:
+        """Every request that was not a read."""
+        return [r for r in self.app.requests if r["method"] != "GET"]
+
+    def stats(self) -> dict:
+        return self.app.stats()
+
+
+@contextlib.contextmanager
+def run_sandbox(
+    orders: int = 0,
+    *,
+    port: int = 0,
+    host: str = "127.0.0.1",
+    seed: int = 42,
+    now: datetime | None = None,
+    faults: FaultProfile | None = None,
+    public_key: str = DEMO_PUBLIC_KEY,
+    secret_key: str = DEMO_SECRET_KEY,
+    update_increase_limit: Decimal = Decimal("1000.00"),
+) -> Iterator[Sandbox]:
+    """Start a sandbox with ``orders`` demo orders; ready when the ``with`` block starts.
+
+    Examples
+    --------
+    >>> with run_sandbox(orders=5) as sb:
+    ...     sb.client().find_order("BO-DEMO-000001").backd_order_id
+    'BO-DEMO-000001'
+    """
+    sandbox, server = start_sandbox(orders, port=port, host=host, seed=seed, now=now, faults=faults,
+                                    public_key=public_key, secret_key=secret_key, update_increase_limit=update_increase_limit)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True, name="backd-sandbox")
+    thread.start()
+    try:
+        yield sandbox
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def start_sandbox(orders: int = 0, *, port: int = 0, host: str = "127.0.0.1", seed: int = 42, now: datetime | None = None,
+                  faults: FaultProfile | None = None, public_key: str = DEMO_PUBLIC_KEY, secret_key: str = DEMO_SECRET_KEY,
+                  update_increase_limit: Decimal = Decimal("1000.00")):
+    """Build the app and bind its server (not yet serving): ``(Sandbox, server)``. The CLI serves it forever."""
+    clock = SandboxClock(now)
+    store = OrderStore(clock=clock, update_increase_limit=update_increase_limit)
+    for order in demo_orders(orders, now=clock.now(), seed=seed):
+        store.add(order)
+    injector = FaultInjector()
+    if faults is not None:
+        injector.set(faults)
+    app = SandboxApp(store, keys={public_key: secret_key}, faults=injector, clock=clock)
+    server = make_server(host, port, app, threaded=True, request_handler=_QuietHandler)
+    server.daemon_threads = True
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    return Sandbox(app, clock, host, server.server_port, public_key, secret_key), server

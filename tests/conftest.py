@@ -1,0 +1,55 @@
+"""Shared fixtures: a real sandbox over HTTP on 127.0.0.1 (ephemeral port), and a client for it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from backd_ops.sandbox import DEMO_SECRET_KEY, run_sandbox
+from backd_ops.sandbox.locking import CHICAGO
+
+# A Tuesday morning, well before the 17:00 lock, so refund tests do not depend on the day CI runs.
+TUESDAY_MORNING = datetime(2026, 4, 14, 9, 0, tzinfo=CHICAGO)
+
+
+@pytest.fixture
+def sandbox():
+    """A fresh sandbox with 60 demo orders and a clock frozen on a Tuesday morning."""
+    with run_sandbox(orders=60, now=TUESDAY_MORNING) as sb:
+        _fail_fast_if_down(sb)
+        yield sb
+
+
+@pytest.fixture
+def client(sandbox):
+    """A client with fast backoff so retry tests stay quick."""
+    with sandbox.client(backoff_initial_s=0.01, timeout=(1.0, 5.0)) as c:
+        yield c
+
+
+@pytest.fixture
+def secret() -> str:
+    return DEMO_SECRET_KEY
+
+
+def _fail_fast_if_down(sb) -> None:
+    import requests
+
+    try:
+        requests.get(f"http://{sb.host}:{sb.port}/", timeout=2)
+    except requests.RequestException as exc:  # pragma: no cover - only when the server did not start
+        pytest.fail(f"sandbox did not answer on {sb.base_url}: {exc}")
+
+
+def order_in_status(sandbox, status: str, *, skip: int = 0, with_active_refund: bool | None = None) -> str:
+    """The id of a demo order in ``status`` (optionally with/without an active refund)."""
+    matches = []
+    for order_id in sandbox.store.ids():
+        order = sandbox.store.find(order_id)
+        if order["status"] != status:
+            continue
+        active = any(r["status"] in ("draft", "approved") for r in order["refunds"])
+        if with_active_refund is None or active == with_active_refund:
+            matches.append(order_id)
+    return matches[skip]
