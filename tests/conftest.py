@@ -7,7 +7,7 @@ from datetime import datetime
 import pytest
 
 from backd_ops.sandbox import DEMO_SECRET_KEY, run_sandbox
-from backd_ops.sandbox.locking import CHICAGO
+from backd_ops.locking import CHICAGO
 
 # A Tuesday morning, well before the 17:00 lock, so refund tests do not depend on the day CI runs.
 TUESDAY_MORNING = datetime(2026, 4, 14, 9, 0, tzinfo=CHICAGO)

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from backd_ops.sandbox import FaultProfile, refund_locked_at, run_sandbox
-from backd_ops.sandbox.locking import CHICAGO
+from backd_ops.locking import CHICAGO
 
 
 @pytest.mark.parametrize(

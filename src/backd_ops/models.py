@@ -97,12 +97,12 @@ def parse_amount(value: Any, *, allow_negative: bool = False) -> Decimal:
         raise ValueError(f"{str(value)[:40]!r} is not a number") from None
     if not amount.is_finite():
         raise ValueError(f"{str(value)[:40]!r} is not a finite amount")
+    if abs(amount) >= _MAX_AMOUNT:
+        raise ValueError(f"{str(value)[:40]!r} is too large")
     if amount != amount.quantize(CENT, rounding=ROUND_HALF_UP):
         raise ValueError(f"{str(value)[:40]!r} has more than 2 decimals")
     if amount < 0 and not allow_negative:
         raise ValueError(f"{str(value)[:40]!r} is negative")
-    if abs(amount) >= _MAX_AMOUNT:
-        raise ValueError(f"{str(value)[:40]!r} is too large")
     return amount.quantize(CENT)
 
 

@@ -8,7 +8,7 @@ listed in ``docs/sandbox.md``.
 from .clock import SandboxClock
 from .demo import demo_order_id
 from .faults import FaultProfile
-from .locking import refund_locked_at
+from ..locking import refund_locked_at
 from .server import DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, Sandbox, run_sandbox, start_sandbox
 
 __all__ = [

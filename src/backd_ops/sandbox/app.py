@@ -21,7 +21,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from .faults import FaultInjector, FaultPlan
-from .locking import CHICAGO
+from ..locking import CHICAGO
 from .store import OrderStore, SandboxError
 
 API_PREFIX = "/v1/backd/bnpl/api"

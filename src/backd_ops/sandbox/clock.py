@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import datetime, timedelta
 
-from .locking import CHICAGO
+from ..locking import CHICAGO
 
 
 class SandboxClock:

@@ -6,7 +6,7 @@ import random
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from .locking import refund_locked_at
+from ..locking import refund_locked_at
 
 CENT = Decimal("0.01")
 _COMPANIES = [

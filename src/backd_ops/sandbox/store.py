@@ -12,7 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Callable
 
-from .locking import CHICAGO, refund_locked_at
+from ..locking import CHICAGO, refund_locked_at
 
 CENT = Decimal("0.01")
 ACTIVE = ("draft", "approved")

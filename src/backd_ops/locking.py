@@ -1,4 +1,4 @@
-"""Backd's refund-locking rule: the ``locked_at`` deadline for a refund request submitted at a given time.
+"""Backd's refund-locking rule (shared by the planner and the sandbox): the ``locked_at`` deadline for a refund request.
 
 Deadlines are 17:00 America/Chicago wall time (so they follow daylight saving), weekdays only, no holidays:
 

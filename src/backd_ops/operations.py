@@ -1,0 +1,307 @@
+"""The bulk operations as pure rules: the columns each takes, input validation, and per-row planning.
+
+No network here. ``plan_*`` functions look at one input row and the order as Backd has it now and say
+what a write would do: ``planned``, ``already_done`` or ``invalid`` (with the column at fault). The same
+rule settles an ambiguous write: after reading the order back, ``already_done`` means it was applied.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Callable
+
+import pandas as pd
+
+from .errors import InputError
+from .locking import refund_locked_at
+from .models import AMOUNT_FIELDS, Order, OrderStatus, RefundStatus, format_money, parse_amount
+
+__all__ = ["OPERATIONS", "Operation", "RowInput", "Verdict", "fingerprint", "validate_frame"]
+
+PLANNED, ALREADY_DONE, INVALID = "planned", "already_done", "invalid"
+_BACKD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_MERCHANT_ID = re.compile(r"^[^=+@\x00-\x1f\x7f][^\x00-\x1f\x7f]{0,127}$")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a write would do to one row: outcome, why, and the input column at fault (if any)."""
+
+    outcome: str
+    message: str
+    column: str | None = None
+    amount: Decimal | None = None
+    locked_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RowInput:
+    """One input row after validation: its position, index label, cleaned values, or why it is invalid."""
+
+    position: int
+    label: Any
+    values: dict[str, Any]
+    error: Verdict | None = None
+
+    @property
+    def backd_order_id(self) -> str:
+        return str(self.values.get("backd_order_id") or "")
+
+
+@dataclass(frozen=True)
+class Operation:
+    """A bulk operation: its client call, the columns it takes and the rule that plans a row."""
+
+    name: str
+    endpoint: str
+    required: tuple[str, ...]
+    optional: tuple[str, ...] = ()
+    amounts: tuple[str, ...] = ()
+    plan: Callable[[dict, Order, datetime], Verdict] = field(repr=False, default=None)  # type: ignore[assignment]
+    verb: str = ""
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self.required + self.optional
+
+    def request(self, values: dict) -> dict:
+        """The call's arguments for this row (what is journaled and sent)."""
+        return {k: v for k, v in values.items() if k in self.columns and v is not None}
+
+
+# -- validation ------------------------------------------------------------------------------------------------
+def normalize_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Column names stripped, lower-cased, spaces and dashes as underscores ("Backd Order ID" → backd_order_id)."""
+    renamed = [re.sub(r"[\s\-]+", "_", str(c).strip().lower()) for c in frame.columns]
+    duplicated = sorted({c for c in renamed if renamed.count(c) > 1})
+    if duplicated:
+        raise InputError(f"column {', '.join(duplicated)} appears more than once; keep one")
+    return frame.set_axis(renamed, axis=1)
+
+
+def validate_frame(frame: pd.DataFrame, operation: Operation) -> list[RowInput]:
+    """Check columns (whole-frame error) and every cell (per-row ``invalid``), including duplicate orders.
+
+    Examples
+    --------
+    >>> rows = validate_frame(pd.DataFrame({"backd_order_id": ["BO-1", "BO-1"]}), OPERATIONS["cancel"])
+    >>> rows[1].error.message
+    'row 1, column backd_order_id: BO-1 also appears in row 0; one action per order per run'
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise InputError(f"expected a DataFrame (or a CSV/XLSX path), got {type(frame).__name__}")
+    frame = normalize_columns(frame)
+    missing = [c for c in operation.required if c not in frame.columns]
+    if missing:
+        raise InputError(
+            f"{operation.name}: missing column {', '.join(missing)}; the input has {', '.join(map(str, frame.columns)) or 'no columns'}"
+            f" (needs {', '.join(operation.required)}{'; optional ' + ', '.join(operation.optional) if operation.optional else ''})"
+        )
+    present = [c for c in operation.columns if c in frame.columns]
+    records = frame[present].to_dict("records")
+    rows = [_validate_row(pos, label, record, operation) for pos, (label, record) in enumerate(zip(frame.index, records))]
+    return _flag_duplicates(rows)
+
+
+def _validate_row(position: int, label: Any, record: dict, operation: Operation) -> RowInput:
+    values: dict[str, Any] = {}
+    for column in operation.columns:
+        raw = record.get(column)
+        try:
+            values[column] = _clean_cell(column, raw, operation)
+        except ValueError as exc:
+            verdict = Verdict(INVALID, f"row {label}, column {column}: {exc}", column)
+            return RowInput(position, label, {**values, column: _display(raw)}, verdict)
+    if operation.name == "update" and not any(values.get(c) is not None for c in operation.optional):
+        verdict = Verdict(INVALID, f"row {label}: nothing to update; fill at least one of {', '.join(operation.optional)}")
+        return RowInput(position, label, values, verdict)
+    return RowInput(position, label, values)
+
+
+def _clean_cell(column: str, raw: Any, operation: Operation) -> Any:
+    blank = _is_blank(raw)
+    if column in operation.amounts:
+        if blank:
+            if column in operation.required:
+                raise ValueError("is missing")
+            return None
+        amount = parse_amount(raw)
+        if column == "refund_amount" and amount <= 0:
+            raise ValueError(f"{amount} must be greater than 0")
+        return amount
+    if blank:
+        if column in operation.required:
+            raise ValueError("is blank")
+        return None
+    text = _as_text(raw)
+    if column == "backd_order_id" and not _BACKD_ID.match(text):
+        raise ValueError(f"{_display(text)!r} is not a Backd order id (letters, digits, '-', '_', '.', ':'; at most 128)")
+    if column == "merchant_order_id" and not _MERCHANT_ID.match(text):
+        raise ValueError(f"{_display(text)!r} is not a valid merchant_order_id (no control characters or leading =, +, @; at most 128)")
+    return text
+
+
+def _flag_duplicates(rows: list[RowInput]) -> list[RowInput]:
+    """Every row whose order appears in another row is invalid (even if the other row is invalid itself)."""
+    seen: dict[str, list[RowInput]] = {}
+    for row in rows:
+        if row.backd_order_id:
+            seen.setdefault(row.backd_order_id, []).append(row)
+    flagged = {}
+    for order_id, group in seen.items():
+        for row in group if len(group) > 1 else ():
+            if row.error is not None:
+                continue
+            others = ", ".join(str(o.label) for o in group if o is not row)
+            message = f"row {row.label}, column backd_order_id: {order_id} also appears in row {others}; one action per order per run"
+            flagged[row.position] = RowInput(row.position, row.label, row.values, Verdict(INVALID, message, "backd_order_id"))
+    return [flagged.get(row.position, row) for row in rows]
+
+
+def _is_blank(value: Any) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+def _as_text(value: Any) -> str:
+    """Ids as text; a spreadsheet's 100045.0 is the id 100045, but 1.5 is not an id."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not an id")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(f"{value!r} is not an id")
+        return str(int(value))
+    return str(value).strip()
+
+
+def _display(value: Any) -> str:
+    text = "" if _is_blank(value) else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def fingerprint(operation: Operation, rows: list[RowInput]) -> str:
+    """A stable hash of the operation and the input's cells: the same input resumes the same run."""
+    canonical = [[row.position] + [str(row.values.get(c, "")) for c in operation.columns] for row in rows]
+    payload = json.dumps([operation.name, operation.columns, canonical], separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+# -- planning ----------------------------------------------------------------------------------------------------
+def _wrong_status(order: Order, needed: str, label: Any, action: str) -> Verdict:
+    return Verdict(INVALID, f"row {label}: {action} needs status {needed}; {order.backd_order_id} is {order.status}", "backd_order_id")
+
+
+def _merchant_mismatch(values: dict, order: Order, label: Any) -> Verdict | None:
+    given = values.get("merchant_order_id")
+    if given is not None and order.merchant_order_id is not None and given != order.merchant_order_id:
+        return Verdict(INVALID, f"row {label}, column merchant_order_id: {given!r} but Backd has {order.merchant_order_id!r}", "merchant_order_id")
+    return None
+
+
+def plan_refund(values: dict, order: Order, now: datetime, label: Any = "") -> Verdict:
+    amount: Decimal = values["refund_amount"]
+    active = order.active_refund
+    newest = next((r for r in reversed(order.refunds) if r.status != RefundStatus.DECLINED), None)
+    if active is not None and active.amount == amount:
+        return Verdict(ALREADY_DONE, f"an active {active.status} refund of {format_money(amount)} exists", amount=amount, locked_at=active.locked_at)
+    if order.status == OrderStatus.REFUND and newest is not None and newest.amount == amount:
+        return Verdict(ALREADY_DONE, f"a {newest.status} refund of {format_money(amount)} exists", amount=amount, locked_at=newest.locked_at)
+    if order.status != OrderStatus.CONFIRMED:
+        return _wrong_status(order, OrderStatus.CONFIRMED, label, "refund")
+    if (mismatch := _merchant_mismatch(values, order, label)) is not None:
+        return mismatch
+    if active is not None and active.is_locked(now):
+        return Verdict(INVALID, f"row {label}: the active refund of {format_money(active.amount)} locked at {_when(active.locked_at)} and cannot be replaced", "refund_amount")
+    if amount > order.refundable_amount:
+        return Verdict(INVALID, f"row {label}, column refund_amount: {format_money(amount)} exceeds the refundable {format_money(order.refundable_amount)}", "refund_amount")
+    locks = refund_locked_at(now)
+    if active is not None:
+        return Verdict(PLANNED, f"refund {format_money(amount)}; replaces the active {active.status} refund of {format_money(active.amount)} (it will be declined)", amount=amount, locked_at=locks)
+    return Verdict(PLANNED, f"refund {format_money(amount)}", amount=amount, locked_at=locks)
+
+
+def plan_cancel(values: dict, order: Order, now: datetime, label: Any = "") -> Verdict:
+    if order.is_canceled:
+        return Verdict(ALREADY_DONE, "already canceled", amount=order.order_total)
+    if order.status != OrderStatus.PLACED:
+        return _wrong_status(order, OrderStatus.PLACED, label, "cancel")
+    return Verdict(PLANNED, f"cancel {format_money(order.order_total)}", amount=order.order_total)
+
+
+def plan_confirm(values: dict, order: Order, now: datetime, label: Any = "") -> Verdict:
+    if (mismatch := _merchant_mismatch(values, order, label)) is not None:
+        return mismatch
+    if order.status in (OrderStatus.CONFIRMED, OrderStatus.REFUND):
+        return Verdict(ALREADY_DONE, f"already confirmed ({order.status})", amount=order.order_total)
+    if order.status != OrderStatus.PLACED:
+        return _wrong_status(order, OrderStatus.PLACED, label, "confirm")
+    return Verdict(PLANNED, f"confirm {format_money(order.order_total)}", amount=order.order_total)
+
+
+def plan_place(values: dict, order: Order, now: datetime, label: Any = "") -> Verdict:
+    if order.status == OrderStatus.PLACED and order.merchant_order_id == values["merchant_order_id"]:
+        return Verdict(ALREADY_DONE, "already placed with this merchant_order_id", amount=order.order_total)
+    if order.status != OrderStatus.TERMS_SELECTED:
+        return _wrong_status(order, OrderStatus.TERMS_SELECTED, label, "order_placed")
+    return Verdict(PLANNED, f"place as {values['merchant_order_id']}", amount=order.order_total)
+
+
+def plan_delete_refund(values: dict, order: Order, now: datetime, label: Any = "") -> Verdict:
+    active = order.active_refund
+    if active is None:
+        if order.refunds and order.refunds[-1].status == RefundStatus.DECLINED and order.status == OrderStatus.CONFIRMED:
+            return Verdict(ALREADY_DONE, "no active refund request; the latest is declined", amount=order.refunds[-1].amount)
+        return Verdict(INVALID, f"row {label}: {order.backd_order_id} has no active refund request to delete", "backd_order_id")
+    if order.status != OrderStatus.CONFIRMED:
+        return _wrong_status(order, OrderStatus.CONFIRMED, label, "delete_refund")
+    if (mismatch := _merchant_mismatch(values, order, label)) is not None:
+        return mismatch
+    if active.is_locked(now):
+        return Verdict(INVALID, f"row {label}: the active refund of {format_money(active.amount)} locked at {_when(active.locked_at)}", "backd_order_id")
+    return Verdict(PLANNED, f"decline the active {active.status} refund of {format_money(active.amount)}", amount=active.amount, locked_at=active.locked_at)
+
+
+_UPDATABLE = (*AMOUNT_FIELDS, "merchant_order_status")
+
+
+def plan_update(values: dict, order: Order, now: datetime, label: Any = "") -> Verdict:
+    if (mismatch := _merchant_mismatch(values, order, label)) is not None:
+        return mismatch
+    changes = [f"{c} {_show(getattr(order, c))} → {_show(values[c])}" for c in _UPDATABLE
+               if values.get(c) is not None and getattr(order, c) != values[c]]
+    amount = values.get("order_total") or order.order_total
+    if not changes:
+        return Verdict(ALREADY_DONE, "Backd already has these values", amount=amount)
+    if order.status != OrderStatus.PLACED:
+        return _wrong_status(order, OrderStatus.PLACED, label, "update_order")
+    return Verdict(PLANNED, "; ".join(changes), amount=amount)
+
+
+def _show(value: Any) -> str:
+    return format_money(value) if isinstance(value, Decimal) else repr(value)
+
+
+def _when(moment: datetime | None) -> str:
+    return "—" if moment is None else moment.strftime("%Y-%m-%d %H:%M %Z")
+
+
+OPERATIONS: dict[str, Operation] = {
+    op.name: op
+    for op in (
+        Operation("refund", "refund", ("backd_order_id", "merchant_order_id", "refund_amount"), amounts=("refund_amount",), plan=plan_refund, verb="Refund"),
+        Operation("cancel", "cancel_order", ("backd_order_id",), plan=plan_cancel, verb="Cancel"),
+        Operation("confirm", "confirm_order", ("backd_order_id",), ("merchant_order_id",), plan=plan_confirm, verb="Confirm"),
+        Operation("delete_refund", "delete_refund", ("backd_order_id", "merchant_order_id"), plan=plan_delete_refund, verb="Decline the refund on"),
+        Operation("update", "update_order", ("backd_order_id", "merchant_order_id"), _UPDATABLE, amounts=AMOUNT_FIELDS, plan=plan_update, verb="Update"),
+        Operation("place", "order_placed", ("backd_order_id", "merchant_order_id"), plan=plan_place, verb="Place"),
+    )
+}
