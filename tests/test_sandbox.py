@@ -118,7 +118,12 @@ def test_fault_profile_parses_cli_spec():
 
 
 def test_keep_alive_reuses_connections(sandbox, client):
-    for _ in range(20):
+    opened = sandbox.connections_opened
+    for _ in range(10):
         client.find_order("BO-DEMO-000001")
-    pool = next(iter(client._session.adapters["http://"].poolmanager.pools._container.values()))
-    assert pool.num_connections == 1
+    with pytest.raises(Exception):
+        client.find_order("BO-NOPE")  # an error answer keeps the connection too
+    client.cancel_order(next(i for i in sandbox.store.ids() if sandbox.store.find(i)["status"] == "order_placed"))
+    for _ in range(10):
+        client.find_order("BO-DEMO-000001")
+    assert sandbox.connections_opened == opened + 1

@@ -105,6 +105,7 @@ class BackdClient:
         self.backoff_initial_s = backoff_initial_s
         self.pause = _retry.SharedPause()
         self._session = _make_session(self.settings)
+        self._adapter = self._session.get_adapter(self.base_url)
 
     @classmethod
     def from_env(cls, **options: Any) -> BackdClient:
@@ -264,13 +265,33 @@ class BackdClient:
         where = {"endpoint": endpoint, "backd_order_id": backd_order_id}
         log.debug("%s %s body=%s", method, url, body)
         try:
-            response = self._session.request(
-                method, url, json=body, timeout=(self.settings.connect_timeout_s, self.settings.read_timeout_s)
+            response = self._adapter.send(
+                self._prepare(method, url, body), timeout=(self.settings.connect_timeout_s, self.settings.read_timeout_s)
             )
+            response.content  # read the whole body now: errors surface here and the connection goes back to the pool
         except requests.RequestException as exc:
             raise _classify_transport_error(exc, is_write=is_write, **where) from None
         log.debug("%s %s -> %s", method, url, response.status_code)
         return _parse_response(response, is_write=is_write, **where)
+
+
+    def _prepare(self, method: str, url: str, body: dict | None) -> requests.PreparedRequest:
+        """A ready request without ``Session.prepare_request``.
+
+        We talk to the transport adapter directly: the session's per-call merging of cookies, hooks,
+        proxies and redirects costs about a third of the client's CPU per call and none of it applies
+        to a JSON API with Basic auth (measured in bench/bench_bulk.py).
+        """
+        prepared = requests.PreparedRequest()
+        prepared.method, prepared.url, prepared.hooks = method, url, {"response": []}
+        prepared.headers = requests.structures.CaseInsensitiveDict(self._session.headers)
+        if body is None:
+            prepared.body = None
+        else:
+            prepared.body = json.dumps(body, separators=(",", ":")).encode()
+            prepared.headers["Content-Type"] = "application/json"
+            prepared.headers["Content-Length"] = str(len(prepared.body))
+        return self._session.auth(prepared)  # type: ignore[misc]
 
 
 def connect(**options: Any) -> BackdClient:

@@ -21,6 +21,7 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from .faults import FaultInjector, FaultPlan
+from .http import DROPPED
 from ..locking import CHICAGO
 from .store import OrderStore, SandboxError
 
@@ -151,6 +152,10 @@ class SandboxApp:
             return _envelope(None, code=exc.code, message=exc.message)
         return _envelope(result, code=200, message="OK")
 
+    def count_connection(self) -> None:
+        with self._log_lock:
+            self.counts["connections"] += 1
+
     def stats(self) -> dict:
         """Requests per endpoint and status, injected faults, and applied mutations per endpoint."""
         with self._log_lock:
@@ -236,6 +241,7 @@ def _seconds_text(seconds: float) -> str:
 def _drop(environ: dict) -> None:
     """Close the client's socket with no answer: the client cannot tell whether the write was applied."""
     sock = environ.get("werkzeug.socket")
+    environ[DROPPED] = True
     if sock is None:
         return
     try:

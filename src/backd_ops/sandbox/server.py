@@ -1,21 +1,19 @@
-"""Run the sandbox: a threaded HTTP/1.1 werkzeug server on 127.0.0.1, in-process or from the CLI."""
+"""Run the sandbox: its app on a threaded HTTP/1.1 keep-alive server on 127.0.0.1, in-process or from the CLI."""
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
 from collections import Counter
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Iterator
 
-from werkzeug.serving import WSGIRequestHandler, make_server
-
 from .app import API_PREFIX, SandboxApp
 from .clock import SandboxClock
 from .demo import demo_orders
 from .faults import FaultInjector, FaultProfile
+from .http import SandboxHTTPServer
 from .store import Mutation, OrderStore
 
 if TYPE_CHECKING:
@@ -23,18 +21,6 @@ if TYPE_CHECKING:
 
 DEMO_PUBLIC_KEY = "pk_sandbox_demo"
 DEMO_SECRET_KEY = "sk_sandbox_demo_not_a_real_secret"
-
-
-class _QuietHandler(WSGIRequestHandler):
-    """HTTP/1.1 keep-alive; no access log on stderr (the app keeps its own request log)."""
-
-    protocol_version = "HTTP/1.1"
-
-    def log_request(self, *args: object, **kwargs: object) -> None:
-        pass
-
-    def log_error(self, *args: object) -> None:
-        pass
 
 
 class Sandbox:
@@ -100,6 +86,11 @@ class Sandbox:
     def stats(self) -> dict:
         return self.app.stats()
 
+    @property
+    def connections_opened(self) -> int:
+        """TCP connections accepted so far (keep-alive reuses one per client thread)."""
+        return self.app.counts["connections"]
+
 
 @contextlib.contextmanager
 def run_sandbox(
@@ -146,7 +137,5 @@ def start_sandbox(orders: int = 0, *, port: int = 0, host: str = "127.0.0.1", se
     if faults is not None:
         injector.set(faults)
     app = SandboxApp(store, keys={public_key: secret_key}, faults=injector, clock=clock)
-    server = make_server(host, port, app, threaded=True, request_handler=_QuietHandler)
-    server.daemon_threads = True
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = SandboxHTTPServer((host, port), app)
     return Sandbox(app, clock, host, server.server_port, public_key, secret_key), server
