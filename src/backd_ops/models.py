@@ -17,12 +17,14 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 __all__ = [
     "AMOUNT_FIELDS",
     "BACKD_TZ",
     "MONEY_DTYPE",
     "CENT",
+    "cents_to_money",
     "Order",
     "OrderStatus",
     "Refund",
@@ -113,6 +115,19 @@ def _wire_amount(value: Any) -> Decimal:
     if value is None:
         return Decimal("0.00")
     return Decimal(str(value)).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def cents_to_money(cents: Any) -> pd.arrays.ArrowExtensionArray:
+    """Whole cents (ints, or floats holding whole numbers; NaN/None missing) as an exact money array.
+
+    Examples
+    --------
+    >>> cents_to_money([123450, None, -5]).tolist()
+    [Decimal('1234.50'), None, Decimal('-0.05')]
+    """
+    ints = pa.array(pd.array(cents, dtype="Int64"), type=pa.int64())
+    exact = pc.multiply(ints.cast(pa.decimal128(19, 0)), pa.scalar(CENT, pa.decimal128(3, 2)))
+    return pd.array(exact.cast(pa.decimal128(18, 2)), dtype=MONEY_DTYPE)
 
 
 def format_money(amount: Decimal | None) -> str:

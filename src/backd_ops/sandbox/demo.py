@@ -78,3 +78,65 @@ def _demo_refund(rng: random.Random, total: Decimal, now: datetime, *, processed
     amount = (total * Decimal(rng.choice([10, 25, 50, 100])) / 100).quantize(CENT)
     return {"amount": amount, "create_date": submitted, "status": "processed" if processed else "draft",
             "locked_at": refund_locked_at(submitted)}
+
+
+_MERCHANT_STATUS = {"order_created": "created", "terms_selected": "terms selected", "order_placed": "pending",
+                    "order_confirmed": "shipped", "order_canceled": "cancelled", "refund": "refunded"}
+DEMO_COLUMN_MAP = {"Order #": "merchant_order_id", "Backd ID": "backd_order_id", "Status": "status",
+                   "Total": "order_total", "Refunded": "refunded_amount"}
+PLANTED_KINDS = ("missing_in_backd", "merchant_order_id_mismatch", "status_mismatch", "order_total_mismatch",
+                 "refunded_amount_mismatch", "duplicate_in_ledger", "unverifiable")
+
+
+def demo_ledger(orders: list[dict], *, seed: int = 7, per_kind: int = 3) -> tuple[list[dict], dict[str, list[str]]]:
+    """A merchant ledger that agrees with ``orders`` except for ``per_kind`` planted discrepancies of each kind.
+
+    Returns the ledger rows (merchant column names: ``Order #``, ``Backd ID``, ``Status``, ``Total``, ``Refunded``)
+    and, per kind, the ``Order #`` of the rows planted. A ``0.01`` difference is planted too, which the default
+    tolerance must not report.
+    """
+    rng = random.Random(seed)
+    rows = [_ledger_row(o) for o in orders]
+    order_ids = [o["backd_order_id"] for o in orders]
+    planted: dict[str, list[str]] = {kind: [] for kind in PLANTED_KINDS}
+    candidates = rng.sample(range(len(rows)), k=min(len(rows), per_kind * 6 + 1))
+    pick = iter(candidates)
+    for kind in ("merchant_order_id_mismatch", "order_total_mismatch", "unverifiable", "duplicate_in_ledger"):
+        for _ in range(per_kind):
+            i = next(pick)
+            _plant(kind, rows, i, rng)
+            planted[kind].append(rows[i]["Order #"])
+    confirmed = [i for i, o in enumerate(orders) if o["status"] == "order_confirmed" and i not in candidates]
+    for i in confirmed[:per_kind]:
+        rows[i]["Refunded"] = str(Decimal(rows[i]["Refunded"]) + Decimal("25.00"))
+        planted["refunded_amount_mismatch"].append(rows[i]["Order #"])
+    placed = [i for i, o in enumerate(orders) if o["status"] == "order_placed" and i not in candidates]
+    for i in placed[:per_kind]:
+        rows[i]["Status"] = "cancelled"  # the merchant canceled; Backd was never told
+        planted["status_mismatch"].append(rows[i]["Order #"])
+    within_tolerance = next(pick, None)
+    if within_tolerance is not None:
+        rows[within_tolerance]["Total"] = str(Decimal(rows[within_tolerance]["Total"]) + Decimal("0.01"))
+    for n in range(per_kind):
+        unknown = f"BO-DEMO-9{n:05d}"
+        assert unknown not in order_ids
+        rows.append({"Order #": f"M-9{n:05d}", "Backd ID": unknown, "Status": "shipped", "Total": "100.00", "Refunded": "0.00"})
+        planted["missing_in_backd"].append(f"M-9{n:05d}")
+    return rows, planted
+
+
+def _ledger_row(order: dict) -> dict:
+    refunded = sum((r["amount"] for r in order["refunds"] if r["status"] != "declined"), Decimal("0"))
+    return {"Order #": order["merchant_order_id"], "Backd ID": order["backd_order_id"],
+            "Status": _MERCHANT_STATUS[order["status"]], "Total": f"{order['order_total']:.2f}", "Refunded": f"{refunded:.2f}"}
+
+
+def _plant(kind: str, rows: list[dict], i: int, rng: random.Random) -> None:
+    if kind == "merchant_order_id_mismatch":
+        rows[i]["Order #"] = rows[i]["Order #"] + "-X"
+    elif kind == "order_total_mismatch":
+        rows[i]["Total"] = str(Decimal(rows[i]["Total"]) + Decimal(rng.choice(["0.02", "10.00", "-5.50"])))
+    elif kind == "unverifiable":
+        rows[i]["Backd ID"] = ""
+    elif kind == "duplicate_in_ledger":
+        rows.append(dict(rows[i]))
