@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -125,7 +125,7 @@ def _compare(ledger: pd.DataFrame, orders: pd.DataFrame, *, tolerance_cents: int
     side = orders[["backd_order_id", "merchant_order_id", "status", "order_total_cents", "refunded_amount_cents",
                    "active_refund_amount_cents", "create_date", "active_refund_locked_at", "error"]]
     merged = ledger.rename_axis("row").reset_index().merge(side, on="backd_order_id", how="left", suffixes=("", "_backd"),
-                                                           indicator=True, validate="many_to_one")
+                                                           indicator=True)  # snapshot ids are unique (load_snapshot)
     has_id = merged["backd_order_id"].notna()
     read_error = merged["error"].notna() & has_id
     not_found = has_id & ((merged["_merge"] == "left_only") | (read_error & merged["error"].astype("string").str.startswith("NotFoundError")))
@@ -160,11 +160,11 @@ def _value_findings(merged: pd.DataFrame, found: pd.Series, tolerance_cents: int
         _finding("status_mismatch", merged, status_differs, ledger_value=merged["status"], backd_value=backd_status,
                  at_stake=merged["order_total_cents"]),
         _finding("order_total_mismatch", merged, found & (total_diff.abs() > tolerance_cents).fillna(False),
-                 ledger_value=_money_text(merged["order_total_cents"]), backd_value=_money_text(merged["order_total_cents_backd"]),
-                 difference=total_diff, at_stake=total_diff.abs()),
+                 ledger_value=merged["order_total_cents"], backd_value=merged["order_total_cents_backd"],
+                 difference=total_diff, at_stake=total_diff.abs(), show=_money_text),
         _finding("refunded_amount_mismatch", merged, found & (refund_diff.abs() > tolerance_cents).fillna(False),
-                 ledger_value=_money_text(merged["refunded_cents"]), backd_value=_money_text(merged["refunded_amount_cents"]),
-                 difference=refund_diff, at_stake=refund_diff.abs()),
+                 ledger_value=merged["refunded_cents"], backd_value=merged["refunded_amount_cents"],
+                 difference=refund_diff, at_stake=refund_diff.abs(), show=_money_text),
     ]
 
 
@@ -174,25 +174,27 @@ def _time_findings(merged: pd.DataFrame, found: pd.Series, as_of: datetime, stal
     lock_at = merged["active_refund_locked_at"]
     locks_soon = found & lock_at.notna() & (lock_at > pd.Timestamp(as_of)) & (lock_at <= pd.Timestamp(as_of + timedelta(hours=lock_window_hours)))
     return [
-        _finding("stale_order_placed", merged, stale, backd_value=merged["create_date"].dt.strftime("placed %Y-%m-%d"),
-                 at_stake=merged["order_total_cents_backd"]),
-        _finding("refund_locks_soon", merged, locks_soon.fillna(False),
-                 backd_value=_money_text(merged["active_refund_amount_cents"]) + lock_at.dt.strftime(" locks %Y-%m-%d %H:%M %Z"),
-                 at_stake=merged["active_refund_amount_cents"]),
+        _finding("stale_order_placed", merged, stale, backd_value=merged["create_date"],
+                 at_stake=merged["order_total_cents_backd"], show=lambda d: d.dt.strftime("placed %Y-%m-%d")),
+        _finding("refund_locks_soon", merged, locks_soon.fillna(False), ledger_value=merged["active_refund_amount_cents"],
+                 backd_value=lock_at, at_stake=merged["active_refund_amount_cents"], show=_refund_lock_text),
     ]
 
 
 def _finding(kind: str, merged: pd.DataFrame, mask: pd.Series, *, ledger_value: pd.Series | None = None,
-             backd_value: pd.Series | None = None, difference: pd.Series | None = None, at_stake: pd.Series | None = None) -> pd.DataFrame:
+             backd_value: pd.Series | None = None, difference: pd.Series | None = None, at_stake: pd.Series | None = None,
+             show: Callable[[pd.Series], pd.Series] | None = None) -> pd.DataFrame:
+    """The findings of one kind: the rows where ``mask`` holds; values are formatted (``show``) on those rows only."""
     mask = mask.fillna(False).astype(bool)
     if not mask.any():
         return pd.DataFrame()
     pick = lambda s: None if s is None else s[mask].to_numpy()  # noqa: E731
+    shown = lambda s: None if s is None else (show(s[mask]) if show else s[mask]).to_numpy()  # noqa: E731
     return pd.DataFrame({
         "kind": kind, "row": merged.loc[mask, "row"].to_numpy(),
         "backd_order_id": merged.loc[mask, "backd_order_id"].to_numpy(),
         "merchant_order_id": merged.loc[mask, "merchant_order_id"].to_numpy(),
-        "ledger_value": pick(ledger_value), "backd_value": pick(backd_value),
+        "ledger_value": shown(ledger_value), "backd_value": shown(backd_value),
         "difference_cents": pick(difference), "at_stake_cents": pick(at_stake),
     })
 
@@ -200,6 +202,13 @@ def _finding(kind: str, merged: pd.DataFrame, mask: pd.Series, *, ledger_value: 
 def _empty_findings() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=object) for c in ["kind", "row", "backd_order_id", "merchant_order_id", "ledger_value",
                                                                "backd_value", "difference_cents", "at_stake_cents"]})
+
+
+def _refund_lock_text(values: pd.Series) -> pd.Series:
+    """Cents → '12.50', lock times → 'locks 2026-04-14 17:00 CDT' (used for refund_locks_soon's two columns)."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.strftime("locks %Y-%m-%d %H:%M %Z")
+    return _money_text(values)
 
 
 def _money_text(cents: pd.Series) -> pd.Series:
