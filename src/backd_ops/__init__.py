@@ -18,6 +18,7 @@ from .errors import (
     AuthenticationError,
     BackdError,
     ConfigurationError,
+    FindingsError,
     InputError,
     InvalidRequestError,
     NetworkError,
@@ -29,7 +30,9 @@ from .errors import (
     ServerError,
 )
 from .journal import Journal
+from .ledger import LedgerError, load_ledger
 from .models import Order, OrderStatus, Refund, RefundStatus
+from .reconcile import Reconciliation, reconcile
 from .tables import read_table
 
 __all__ = [
@@ -38,6 +41,7 @@ __all__ = [
     "BackdClient",
     "BackdError",
     "ConfigurationError",
+    "FindingsError",
     "InputError",
     "InvalidRequestError",
     "NetworkError",
@@ -52,14 +56,18 @@ __all__ = [
     "RequestTimeout",
     "ServerError",
     "Journal",
+    "LedgerError",
+    "Reconciliation",
     "cancel_orders",
     "confirm_orders",
     "connect",
     "delete_refunds",
     "fetch_orders",
     "find_orders",
+    "load_ledger",
     "place_orders",
     "read_table",
+    "reconcile",
     "refund_orders",
     "run_operation",
     "summarize_outcomes",

@@ -6,6 +6,7 @@ Our exception hierarchy::
     ├── ConfigurationError(ValueError)   missing/invalid keys, environment or URL
     ├── InputError(ValueError)           a frame or file that cannot be used at all (names row/column)
     ├── ProductionGuardError             execute against production without the extra confirmation
+    ├── FindingsError                    a scheduled reconciliation found kinds listed in ``fail_on``
     ├── NetworkError                     no usable HTTP answer (refused, reset, timeout)
     │   └── RequestTimeout                 the connect or read timeout expired
     └── APIError                         Backd answered with an error
@@ -34,6 +35,7 @@ __all__ = [
     "AuthenticationError",
     "BackdError",
     "ConfigurationError",
+    "FindingsError",
     "InputError",
     "InvalidRequestError",
     "NetworkError",
@@ -157,6 +159,10 @@ class InputError(BackdError, ValueError):
 
 class ProductionGuardError(BackdError):
     """A money-moving execute against production was asked for without the extra confirmation."""
+
+
+class FindingsError(BackdError):
+    """A reconciliation found discrepancies of a kind the run was told to fail on (after saving its reports)."""
 
 
 class NetworkError(BackdError):

@@ -1,0 +1,230 @@
+"""What the notebooks call: their parameter specs and checks, and a connection to Backd or an embedded sandbox.
+
+Each notebook has one ``parameters`` cell; its names and types are declared here once (``NOTEBOOK_PARAMETERS``),
+so the notebook's check cell, ``backd-ops run`` and the tests agree. Credentials are never parameters.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+
+from .client import BackdClient
+from .config import Settings
+from .errors import ConfigurationError, FindingsError, InputError
+from .reconcile import KINDS
+
+__all__ = ["NOTEBOOK_PARAMETERS", "Session", "check_parameters", "open_session", "refuse_secret_parameters"]
+
+_SECRET_WORDS = ("secret", "password", "token", "key", "auth")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One notebook parameter: the types it accepts and what it means."""
+
+    types: tuple[type, ...]
+    help: str
+    choices: tuple[str, ...] = ()
+
+
+_COMMON = {
+    "backend": Param((str,), '"auto": keys from the environment/.env if set, else an embedded sandbox; "sandbox"; "env"',
+                     ("auto", "sandbox", "env")),
+    "sandbox_orders": Param((int,), "orders in the embedded sandbox"),
+    "progress": Param((str, bool), '"auto", "plain" (log-friendly), "off" or False', ("auto", "plain", "off")),
+}
+NOTEBOOK_PARAMETERS: dict[str, dict[str, Param]] = {
+    "reconciliation": {
+        **_COMMON,
+        "ledger_path": Param((str,), 'CSV/XLSX/Parquet ledger; "" uses the demo ledger of the embedded sandbox'),
+        "column_map": Param((dict,), "merchant column → our column"),
+        "status_map": Param((dict,), "merchant status → Backd status (adds to the defaults)"),
+        "out_dir": Param((str,), "where reports, CSVs and the snapshot go"),
+        "tolerance": Param((str, float, int), "differences up to this amount are not findings"),
+        "stale_days": Param((int, float), "order_placed longer than this is a finding"),
+        "lock_window_hours": Param((int, float), "active refunds locking within this many hours are findings"),
+        "fail_on": Param((list,), f"finding kinds that fail the run (exit non-zero): {', '.join(KINDS)}"),
+    },
+    "bulk_operation": {
+        **_COMMON,
+        "operation": Param((str,), "refund, cancel, confirm, delete_refund, update or place",
+                           ("refund", "cancel", "confirm", "delete_refund", "update", "place")),
+        "input_path": Param((str,), 'CSV/XLSX of rows; "" builds a small demo input from the sandbox'),
+        "execute": Param((bool,), "True executes without the approval panel (scheduled/one-off runs)"),
+        "journal_path": Param((str,), 'SQLite journal; "" = the default (~/.backd_ops/journal.sqlite or $BACKD_OPS_JOURNAL)'),
+        "out_dir": Param((str,), "where the plan and results CSVs go"),
+        "max_workers": Param((int,), "concurrent requests"),
+        "confirm_production": Param((bool,), "needed to execute against production"),
+    },
+    "order_lookup": {
+        **_COMMON,
+        "order_ids": Param((list, str), "ids to look up (a list, or text with one id per line)"),
+        "ids_path": Param((str,), 'a CSV/XLSX with a backd_order_id column; "" to use order_ids'),
+    },
+}
+
+
+def refuse_secret_parameters(names: list[str] | Mapping[str, Any]) -> None:
+    """Refuse anything that looks like a credential: it would be stored in the executed notebook.
+
+    Examples
+    --------
+    >>> refuse_secret_parameters(["ledger_path"])
+    >>> refuse_secret_parameters(["secret_key"])
+    Traceback (most recent call last):
+    ...
+    backd_ops.errors.ConfigurationError: secret_key looks like a credential: credentials come from the environment or .env, never from notebook parameters
+    """
+    for name in names:
+        if any(word in name.lower() for word in _SECRET_WORDS):
+            raise ConfigurationError(f"{name} looks like a credential: credentials come from the environment or .env, "
+                                     "never from notebook parameters")
+
+
+def check_parameters(notebook: str, namespace: Mapping[str, Any], before: set[str]) -> dict[str, Any]:
+    """Check a notebook's parameters: unknown names are errors (with a suggestion), types and choices checked.
+
+    ``before`` is the set of names defined before the parameters cell, so that names papermill injected
+    (``injected-parameters``) but the notebook does not declare are caught.
+
+    Examples
+    --------
+    >>> check_parameters("order_lookup", {"order_ids": [], "ids_path": "", "backend": "auto", "sandbox_orders": 10,
+    ...                   "progress": "auto"}, before=set())["backend"]
+    'auto'
+    """
+    spec = NOTEBOOK_PARAMETERS[notebook]
+    defined = {n for n in namespace if n not in before and not n.startswith("_")}
+    unknown = sorted(defined - set(spec))
+    refuse_secret_parameters(unknown)
+    if unknown:
+        hints = [f"{n!r}" + (f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(n, spec, n=1)) else "") for n in unknown]
+        raise InputError(f"unknown parameter {', '.join(hints)}; {notebook} takes: {', '.join(spec)}")
+    values = {name: namespace[name] for name in spec if name in namespace}
+    for name, value in values.items():
+        _check_one(name, value, spec[name])
+    missing = sorted(set(spec) - set(values))
+    if missing:
+        raise InputError(f"the parameters cell does not define {', '.join(missing)}")
+    return values
+
+
+def _check_one(name: str, value: Any, param: Param) -> None:
+    if not isinstance(value, param.types) or (isinstance(value, bool) and bool not in param.types and int in param.types):
+        expected = " or ".join(t.__name__ for t in param.types)
+        raise InputError(f"parameter {name} must be {expected}, got {type(value).__name__} {value!r}")
+    if param.choices and isinstance(value, str) and value not in param.choices:
+        raise InputError(f"parameter {name} must be one of {', '.join(param.choices)}, got {value!r}")
+    if name == "fail_on":
+        unknown = sorted(set(value) - set(KINDS))
+        if unknown:
+            raise InputError(f"fail_on has unknown kind(s) {unknown}; known: {', '.join(KINDS)}")
+
+
+@dataclass
+class Session:
+    """A notebook's connection: the client, and the embedded sandbox if one was started (else None)."""
+
+    client: BackdClient
+    sandbox: Any
+    _stack: ExitStack
+
+    def close(self) -> None:
+        self.client.close()
+        self._stack.close()
+
+    def describe(self) -> str:
+        where = "an embedded sandbox" if self.sandbox is not None else f"Backd {self.client.environment}"
+        return f"Connected to {where} at {self.client.base_url} as {self.client.public_key}"
+
+
+def _has_credentials() -> bool:
+    try:
+        Settings.from_env()
+    except ConfigurationError:
+        return False
+    return True
+
+
+def open_session(backend: str = "auto", *, sandbox_orders: int = 500) -> Session:
+    """Connect with the environment's keys, or start an embedded sandbox with demo data.
+
+    Examples
+    --------
+    >>> session = open_session("sandbox", sandbox_orders=10)
+    >>> session.sandbox is not None
+    True
+    >>> session.close()
+    """
+    stack = ExitStack()
+    if backend == "env" or (backend == "auto" and _has_credentials()):
+        return Session(BackdClient.from_env(), None, stack)
+    if backend not in ("auto", "sandbox"):
+        raise InputError(f'backend must be "auto", "sandbox" or "env", got {backend!r}')
+    from .sandbox import run_sandbox
+
+    sandbox = stack.enter_context(run_sandbox(orders=sandbox_orders))
+    return Session(sandbox.client(), sandbox, stack)
+
+
+def demo_ledger_frame(session: Session) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The embedded sandbox's demo ledger (planted discrepancies) and the column map it needs."""
+    from .sandbox.demo import DEMO_COLUMN_MAP, demo_ledger
+
+    if session.sandbox is None:
+        raise InputError("ledger_path is empty: give a ledger file, or use backend=\"sandbox\" for the demo ledger")
+    store = session.sandbox.store
+    rows, _ = demo_ledger([store.find(i) for i in store.ids()])
+    return pd.DataFrame(rows), dict(DEMO_COLUMN_MAP)
+
+
+def demo_bulk_input(session: Session, operation: str, *, rows: int = 8) -> pd.DataFrame:
+    """A small input for ``operation`` built from the embedded sandbox's orders (for rehearsals)."""
+    from .bulk import find_orders
+
+    if session.sandbox is None:
+        raise InputError("input_path is empty: give an input file, or use backend=\"sandbox\" for a demo input")
+    orders = find_orders(session.client, session.sandbox.store.ids(), progress=False)
+    wanted = {"refund": "order_confirmed", "delete_refund": "order_confirmed", "cancel": "order_placed",
+              "confirm": "order_placed", "update": "order_placed", "place": "terms_selected"}[operation]
+    chosen = orders[orders["status"] == wanted]
+    if operation == "refund":
+        chosen = chosen[chosen["active_refund_amount"].isna()]
+        return pd.DataFrame({"backd_order_id": chosen.backd_order_id, "merchant_order_id": chosen.merchant_order_id,
+                             "refund_amount": "10.00"}).head(rows).reset_index(drop=True)
+    if operation == "delete_refund":
+        chosen = chosen[chosen["active_refund_locked_at"] > pd.Timestamp.now(tz="America/Chicago")]
+    columns = ["backd_order_id"] if operation == "cancel" else ["backd_order_id", "merchant_order_id"]
+    return chosen[columns].head(rows).reset_index(drop=True)
+
+
+def show_charts(charts: Mapping[str, str]) -> None:
+    """Display base64 PNG charts (from ``Reconciliation.charts()``) in the notebook."""
+    import base64
+
+    from IPython.display import Image, Markdown, display
+
+    for title, png in charts.items():
+        display(Markdown(f"**{title}**"), Image(data=base64.b64decode(png)))
+
+
+def fail_on_findings(rec: Any, kinds: list[str]) -> None:
+    """Raise :class:`FindingsError` (after the reports are saved) when ``rec`` has findings of ``kinds``."""
+    if kinds and rec.has_findings(kinds):
+        counts = rec.summary.loc[kinds, "findings"]
+        found = ", ".join(f"{k}: {n}" for k, n in counts.items() if n)
+        raise FindingsError(f"reconciliation found {found} (fail_on={kinds}); the reports are saved")
+
+
+def output_dir(path: str) -> Path:
+    """The output directory, created."""
+    out = Path(os.path.expanduser(path))
+    out.mkdir(parents=True, exist_ok=True)
+    return out
