@@ -14,7 +14,7 @@ from pathlib import Path
 
 import ipywidgets as w
 import pandas as pd
-from IPython.display import display
+from IPython.display import HTML, display
 
 from .bulk import fetch_orders, run_operation, summarize_outcomes
 from .client import BackdClient
@@ -25,6 +25,12 @@ from .operations import OPERATIONS
 from .tables import read_table
 
 __all__ = ["BulkRunPanel", "OrderLookupPanel", "approval_text", "can_execute", "confirmation_word"]
+
+
+def _show(output: w.Output, *items: object) -> None:
+    """Append rich displays to an Output widget (works in a kernel and headless, unlike print in a callback)."""
+    for item in items:
+        output.append_display_data(item)
 
 
 def approval_text(plan: pd.DataFrame, operation: str, *, now: datetime | None = None) -> str:
@@ -81,14 +87,12 @@ class OrderLookupPanel:
         display(self.widget)
 
     def look_up(self) -> pd.DataFrame:
-        with self.output:
-            self.output.clear_output()
+        self.output.outputs = ()
+        with self.output:  # in a kernel, the progress bar renders here
             batch = fetch_orders(self.client, self.ids.value)
-            self.orders = batch.frame()
-            display(self.orders)
-            refunds = batch.refunds()
-            if len(refunds):
-                display(w.HTML("<b>Refund requests</b>"), refunds)
+        self.orders = batch.frame()
+        refunds = batch.refunds()
+        _show(self.output, self.orders, *([HTML("<b>Refund requests</b>"), refunds] if len(refunds) else []))
         return self.orders
 
 
@@ -130,16 +134,15 @@ class BulkRunPanel:
     # -- steps ----------------------------------------------------------------------------------------------
     def make_plan(self) -> pd.DataFrame | None:
         """Read the input and run the dry run; shows the plan, its summary and the rows that need attention."""
+        self.plan_output.outputs = ()
+        self._reset_approval()
+        self._input = self._read_input()
         with self.plan_output:
-            self.plan_output.clear_output()
-            self._reset_approval()
-            self._input = self._read_input()
-            self.plan = run_operation(self.client, self.operation, self._input, max_workers=self.max_workers)
-            display(summarize_outcomes(self.plan))
-            attention = self.plan.backd.needs_attention()
-            if len(attention):
-                display(w.HTML(f"<b>{len(attention)} row(s) will not be sent:</b>"), attention[["backd_order_id", "outcome", "message"]])
-            display(self.plan)
+            plan = run_operation(self.client, self.operation, self._input, max_workers=self.max_workers)
+        attention = plan.backd.needs_attention()
+        notes = [HTML(f"<b>{len(attention)} row(s) will not be sent:</b>"), attention[["backd_order_id", "outcome", "message"]]] if len(attention) else []
+        _show(self.plan_output, summarize_outcomes(plan), *notes, plan)
+        self.plan = plan
         word = confirmation_word(self.plan, self.operation)
         self.approval.value = (f"<p><b>{approval_text(self.plan, self.operation)}</b></p>"
                                f"<p>Type <code>{word}</code> to enable Execute.</p>")
@@ -149,21 +152,20 @@ class BulkRunPanel:
     def execute(self) -> pd.DataFrame | None:
         """Execute the approved plan (only with the exact confirmation typed); shows results and the journal run."""
         if not can_execute(self.plan, self.operation, self.confirm.value):
-            with self.result_output:
-                print("Not executed: type the confirmation word exactly as shown.")
+            _show(self.result_output, HTML("<b>Not executed:</b> type the confirmation word exactly as shown."))
             return None
         if not self._lock.acquire(blocking=False):
             return None  # a double click: the first run is still going
         try:
             self.execute_button.disabled = self.confirm.disabled = True
+            self.result_output.outputs = ()
             with self.result_output:
-                self.result_output.clear_output()
                 self.result = run_operation(self.client, self.operation, self._input, execute=True, journal=self.journal_path,
                                             max_workers=self.max_workers)
-                run_id = self.result["run_id"].iloc[0] if len(self.result) else None
-                display(w.HTML(f"<b>Done.</b> Journal: <code>{self.journal_path}</code>, run <code>{run_id}</code> "
-                               f"(<code>Journal(r'{self.journal_path}').actions('{run_id}')</code>)"))
-                display(summarize_outcomes(self.result), self.result)
+            run_id = self.result["run_id"].iloc[0] if len(self.result) else None
+            link = HTML(f"<b>Done.</b> Journal: <code>{self.journal_path}</code>, run <code>{run_id}</code> "
+                          f"(<code>Journal(r'{self.journal_path}').actions('{run_id}')</code>)")
+            _show(self.result_output, link, summarize_outcomes(self.result), self.result)
         finally:
             self.confirm.value = ""
             self._lock.release()

@@ -1,0 +1,88 @@
+"""backd-ops: every command's help, dry run vs execute, exit codes, reconcile reports, the journal view."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from backd_ops.cli import build_parser, main
+from backd_ops.sandbox import run_sandbox
+from backd_ops.sandbox.demo import DEMO_COLUMN_MAP, demo_ledger
+
+
+@pytest.fixture
+def env_sandbox(monkeypatch, tmp_path):
+    with run_sandbox(orders=120) as sb:
+        for name, value in sb.env().items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("BACKD_OPS_JOURNAL", str(tmp_path / "journal.sqlite"))
+        yield sb
+
+
+def test_every_command_has_help():
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # noqa: SLF001 - argparse keeps them here
+    assert set(commands) == {"sandbox", "find", "refund", "cancel", "confirm", "delete-refund", "update", "place",
+                             "reconcile", "journal", "run", "demo"}
+    for name in commands:
+        with pytest.raises(SystemExit) as info:
+            main([name, "--help"])
+        assert info.value.code == 0
+
+
+def test_console_script_is_installed():
+    result = subprocess.run([sys.executable, "-m", "backd_ops.cli", "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "Exit codes" in result.stdout
+
+
+def test_refund_dry_run_then_execute_then_rerun(env_sandbox, tmp_path, capsys):
+    orders = [env_sandbox.store.find(i) for i in env_sandbox.store.ids()]
+    chosen = [o for o in orders if o["status"] == "order_confirmed" and not o["refunds"]][:4]
+    path = tmp_path / "refunds.csv"
+    pd.DataFrame({"backd_order_id": [o["backd_order_id"] for o in chosen], "merchant_order_id": [o["merchant_order_id"] for o in chosen],
+                  "refund_amount": "2.00"}).to_csv(path, index=False)
+    assert main(["refund", "--file", str(path), "--progress", "off"]) == 0
+    assert "DRY RUN" in capsys.readouterr().out and env_sandbox.write_requests() == []
+    assert main(["refund", "--file", str(path), "--execute", "--progress", "off", "--out", str(tmp_path / "result.csv")]) == 0
+    assert "journal run" in capsys.readouterr().out and len(env_sandbox.write_requests()) == 4
+    assert main(["refund", "--file", str(path), "--execute", "--progress", "off"]) == 0
+    assert len(env_sandbox.write_requests()) == 4
+    assert main(["journal"]) == 0 and "refund" in capsys.readouterr().out
+    assert pd.read_csv(tmp_path / "result.csv").outcome.eq("done").all()
+
+
+def test_exit_codes(env_sandbox, tmp_path, monkeypatch, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("backd_order_id\nBO-NOPE\n")
+    assert main(["cancel", "--file", str(bad), "--progress", "off"]) == 1  # a row needs attention
+    assert main(["refund", "--file", str(bad), "--progress", "off"]) == 2  # missing columns
+    assert "missing column merchant_order_id, refund_amount" in capsys.readouterr().err
+    monkeypatch.setenv("BACKD_SECRET_KEY", "sk_wrong")
+    assert main(["find", "BO-DEMO-000001", "--progress", "off"]) == 1  # the lookup failed: the row says so
+    monkeypatch.setenv("BACKD_ENVIRONMENT", "production")
+    monkeypatch.setenv("BACKD_SECRET_KEY", env_sandbox.env()["BACKD_SECRET_KEY"])
+    placed = tmp_path / "placed.csv"
+    placed.write_text("backd_order_id\nBO-DEMO-000003\n")
+    assert main(["cancel", "--file", str(placed), "--execute", "--progress", "off"]) == 3  # production guard
+    assert "confirm_production" in capsys.readouterr().err
+    assert env_sandbox.write_requests() == []
+
+
+def test_reconcile_command_writes_reports_and_fails_on_request(env_sandbox, tmp_path, capsys):
+    rows, _ = demo_ledger([env_sandbox.store.find(i) for i in env_sandbox.store.ids()])
+    ledger = tmp_path / "ledger.csv"
+    pd.DataFrame(rows).to_csv(ledger, index=False)
+    column_map = '{"Order #": "merchant_order_id", "Backd ID": "backd_order_id", "Status": "status", "Total": "order_total", "Refunded": "refunded_amount"}'
+    assert DEMO_COLUMN_MAP  # the same names as above
+    out = tmp_path / "out"
+    assert main(["reconcile", "--ledger", str(ledger), "--out", str(out), "--column-map", column_map, "--progress", "off"]) == 0
+    assert (out / "report.html").is_file() and "report:" in capsys.readouterr().out
+    assert main(["reconcile", "--ledger", str(ledger), "--out", str(out), "--column-map", column_map, "--progress", "off",
+                 "--fail-on", "missing_in_backd"]) == 1
+    offline = tmp_path / "offline"
+    assert main(["reconcile", "--ledger", str(ledger), "--out", str(offline), "--column-map", column_map,
+                 "--snapshot", str(out / "backd_snapshot.parquet")]) == 0
+    assert pd.read_csv(offline / "discrepancies.csv").equals(pd.read_csv(out / "discrepancies.csv"))
