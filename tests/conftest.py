@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pytest
 
-from backd_ops.sandbox import DEMO_SECRET_KEY, run_sandbox
+from backd_ops.sandbox import DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, run_sandbox
 from backd_ops.locking import CHICAGO
 
 # A Tuesday morning, well before the 17:00 lock, so refund tests do not depend on the day CI runs.
@@ -31,6 +31,19 @@ def client(sandbox):
 @pytest.fixture
 def secret() -> str:
     return DEMO_SECRET_KEY
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """After the whole suite: no artifact any test left (journals, reports, notebooks, CSV/XLSX) holds the secret."""
+    from .secret_scan import find_secrets, needles
+
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if factory is None or exitstatus not in (0, 1):
+        return
+    leaks = find_secrets(factory.getbasetemp(), needles(DEMO_PUBLIC_KEY, DEMO_SECRET_KEY))
+    if leaks:
+        session.config.get_terminal_writer().line("SECRET FOUND IN TEST ARTIFACTS:\n" + "\n".join(leaks), red=True)
+        session.exitstatus = 1
 
 
 def _fail_fast_if_down(sb) -> None:

@@ -25,7 +25,7 @@ import pandas as pd
 from ._retry import RateLimiter
 from .client import BackdClient
 from .config import DEFAULT_MAX_WORKERS, DEFAULT_SETTLE_S, PRODUCTION_CONFIRM_ENV, production_confirmed
-from .errors import BackdError, InputError, NotFoundError, ProductionGuardError
+from .errors import AuthenticationError, BackdError, InputError, NotFoundError, ProductionGuardError
 from .journal import Journal, PriorAction
 from .locking import CHICAGO
 from .models import MONEY_DTYPE, Order
@@ -50,7 +50,7 @@ __all__ = [
 
 OUTCOMES = ("planned", "done", "already_done", "invalid", "failed", "uncertain")
 DONE, FAILED, UNCERTAIN = "done", "failed", "uncertain"
-MAX_SEND_ATTEMPTS = 3
+MAX_SEND_ATTEMPTS = 5
 """Sends per row: the first, plus resends only after a read-back proved the write was not applied."""
 
 T = TypeVar("T")
@@ -230,6 +230,9 @@ def _plan_rows(client: BackdClient, op: Operation, rows: list[RowInput], prior: 
                *, max_workers: int | None, progress: bool | str) -> list[_Plan]:
     to_read = [r.backd_order_id for r in rows if r.error is None and not _done_before(prior, r)]
     batch = fetch_orders(client, to_read, max_workers=max_workers, progress=progress)
+    auth_failure = next((o for o in batch.orders.values() if isinstance(o, AuthenticationError)), None)
+    if auth_failure is not None:
+        raise auth_failure  # wrong keys or environment: nothing else in this run can work, and nothing was written
     return [_plan_row(op, row, prior.get(row.position), batch.orders.get(row.backd_order_id), now) for row in rows]
 
 

@@ -22,6 +22,7 @@ from urllib3.util.retry import Retry
 from . import _retry
 from .config import API_PREFIX, SecretKey, Settings
 from .errors import (
+    AuthenticationError,
     BackdError,
     NetworkError,
     RateLimitError,
@@ -416,4 +417,7 @@ def _parse_response(response: requests.Response, *, is_write: bool, endpoint: st
     }
     if error_cls is RateLimitError:
         kwargs["retry_after"] = _retry.parse_retry_after_s(response.headers.get("Retry-After"))
+    if error_cls is AuthenticationError:
+        message = (f"{message or 'unauthorized'}: check BACKD_PUBLIC_KEY / BACKD_SECRET_KEY, and that the keys belong to "
+                   f"this environment ({response.url.split('/v1/')[0]}); sandbox and production keys differ")
     raise error_cls(message or response.reason or f"HTTP {code}", **kwargs)

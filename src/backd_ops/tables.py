@@ -72,7 +72,8 @@ def write_csv(frame: pd.DataFrame, path: str | Path, *, index: bool = False) -> 
     """CSV with formula cells neutralised; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    neutralize_formulas(frame).to_csv(path, index=index)
+    # CRLF (RFC 4180) also makes the writer quote cells holding a bare \r, which Excel would read as a row break.
+    neutralize_formulas(frame).to_csv(path, index=index, lineterminator="\r\n")
     return path
 
 
