@@ -234,6 +234,7 @@ def test_reads_csv_with_spreadsheet_row_numbers(live, live_client, tmp_path):
     path.write_text("backd_order_id,merchant_order_id,refund_amount\nBO-DEMO-000001,M-100001,1.00\nBO-DEMO-000002,M-100002,1.005\n")
     plan = backd_ops.refund_orders(live_client, path, progress=False)
     assert plan.index.tolist() == [2, 3]
+    assert plan.loc[2, "outcome"] == "planned" and pd.notna(plan.loc[2, "locked_at"])  # aligned on the file's row numbers
     assert plan.loc[3, "message"] == "row 3, column refund_amount: '1.005' has more than 2 decimals"
 
 

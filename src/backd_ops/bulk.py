@@ -381,7 +381,8 @@ def _result_frame(op: Operation, rows: list[RowInput], results: list[RowResult],
         "status_before": [r.status_before for r in results],
         "status_after": [r.status_after for r in results],
         "amount": pd.array([r.amount for r in results], dtype=MONEY_DTYPE),
-        "locked_at": pd.to_datetime(pd.Series([r.locked_at for r in results], dtype=object), utc=True).dt.tz_convert(CHICAGO),
+        # .array: a Series here would align on its own 0..n index, not on the input's row labels
+        "locked_at": pd.to_datetime(pd.Series([r.locked_at for r in results], dtype=object), utc=True).dt.tz_convert(CHICAGO).array,
         "run_id": run_id,
     })
     frame = pd.DataFrame(data, index=pd.Index([row.label for row in rows], name="row"))

@@ -78,17 +78,17 @@ class OrderLookupPanel:
         self.client = client
         self.ids = w.Textarea(placeholder="backd_order_id, one per line (or comma separated)", layout=w.Layout(width="420px", height="120px"))
         self.button = w.Button(description="Look up", button_style="primary", icon="search")
-        self.output = w.Output()
+        self.progress, self.output = w.Output(), w.Output()
         self.orders: pd.DataFrame | None = None
         self.button.on_click(lambda _: self.look_up())
-        self.widget = w.VBox([w.HTML("<b>Order lookup</b>"), self.ids, self.button, self.output])
+        self.widget = w.VBox([w.HTML("<b>Order lookup</b>"), self.ids, self.button, self.progress, self.output])
 
     def _ipython_display_(self) -> None:
         display(self.widget)
 
     def look_up(self) -> pd.DataFrame:
-        self.output.outputs = ()
-        with self.output:  # in a kernel, the progress bar renders here
+        self.output.outputs = self.progress.outputs = ()
+        with self.progress:  # in a kernel, the progress bar renders here
             batch = fetch_orders(self.client, self.ids.value)
         self.orders = batch.frame()
         refunds = batch.refunds()
@@ -120,13 +120,15 @@ class BulkRunPanel:
         self.approval = w.HTML()
         self.confirm = w.Text(placeholder="type the confirmation shown above", description="Confirm", disabled=True)
         self.execute_button = w.Button(description="Execute", button_style="danger", icon="play", disabled=True)
-        self.plan_output, self.result_output = w.Output(), w.Output()
+        # Progress bars are captured by the frontend (``with self.progress``); results are appended from the
+        # kernel. Mixing both in one Output widget races, and the frontend can drop what the kernel appended.
+        self.progress, self.plan_output, self.result_output = w.Output(), w.Output(), w.Output()
         self.plan_button.on_click(lambda _: self.make_plan())
         self.confirm.observe(lambda _: self._refresh_execute(), names="value")
         self.execute_button.on_click(lambda _: self.execute())
         title = w.HTML(f"<b>Bulk {self.operation}</b> on {self.client.environment} ({self.client.base_url})")
         self.widget = w.VBox([title, w.HBox([self.path, self.upload]), self.plan_button, self.plan_output, self.approval,
-                              w.HBox([self.confirm, self.execute_button]), self.result_output])
+                              w.HBox([self.confirm, self.execute_button]), self.progress, self.result_output])
 
     def _ipython_display_(self) -> None:
         display(self.widget)
@@ -134,10 +136,10 @@ class BulkRunPanel:
     # -- steps ----------------------------------------------------------------------------------------------
     def make_plan(self) -> pd.DataFrame | None:
         """Read the input and run the dry run; shows the plan, its summary and the rows that need attention."""
-        self.plan_output.outputs = ()
+        self.plan_output.outputs = self.progress.outputs = ()
         self._reset_approval()
         self._input = self._read_input()
-        with self.plan_output:
+        with self.progress:
             plan = run_operation(self.client, self.operation, self._input, max_workers=self.max_workers)
         attention = plan.backd.needs_attention()
         notes = [HTML(f"<b>{len(attention)} row(s) will not be sent:</b>"), attention[["backd_order_id", "outcome", "message"]]] if len(attention) else []
@@ -158,8 +160,8 @@ class BulkRunPanel:
             return None  # a double click: the first run is still going
         try:
             self.execute_button.disabled = self.confirm.disabled = True
-            self.result_output.outputs = ()
-            with self.result_output:
+            self.result_output.outputs = self.progress.outputs = ()
+            with self.progress:
                 self.result = run_operation(self.client, self.operation, self._input, execute=True, journal=self.journal_path,
                                             max_workers=self.max_workers)
             run_id = self.result["run_id"].iloc[0] if len(self.result) else None
