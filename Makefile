@@ -26,6 +26,7 @@ test-long: $(STAMP)  ## the long chaos/crash profile as well
 bench: $(STAMP)
 	$(BIN)/python bench/bench_bulk.py
 	$(BIN)/python bench/bench_reconcile.py
+	$(BIN)/python bench/bench_notebook.py
 
 sandbox: $(STAMP)
 	$(BIN)/backd-ops sandbox --port 8765 --orders 500
