@@ -29,6 +29,16 @@ def client(sandbox):
 
 
 @pytest.fixture
+def env_sandbox(monkeypatch, tmp_path):
+    """A sandbox (real time, 120 orders) whose keys and URL are in the environment, as a CLI or kernel sees them."""
+    with run_sandbox(orders=120) as sb:
+        for name, value in sb.env().items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("BACKD_OPS_JOURNAL", str(tmp_path / "journal.sqlite"))
+        yield sb
+
+
+@pytest.fixture
 def secret() -> str:
     return DEMO_SECRET_KEY
 

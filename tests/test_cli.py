@@ -9,17 +9,7 @@ import pandas as pd
 import pytest
 
 from backd_ops.cli import build_parser, main
-from backd_ops.sandbox import run_sandbox
 from backd_ops.sandbox.demo import DEMO_COLUMN_MAP, demo_ledger
-
-
-@pytest.fixture
-def env_sandbox(monkeypatch, tmp_path):
-    with run_sandbox(orders=120) as sb:
-        for name, value in sb.env().items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.setenv("BACKD_OPS_JOURNAL", str(tmp_path / "journal.sqlite"))
-        yield sb
 
 
 def test_every_command_has_help():

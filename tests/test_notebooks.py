@@ -13,22 +13,18 @@ import pytest
 
 from backd_ops.cli import NOTEBOOK_DIR, main
 from backd_ops.nbtools import NOTEBOOK_PARAMETERS
-from backd_ops.sandbox import DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, run_sandbox
+from backd_ops.sandbox import DEMO_PUBLIC_KEY, DEMO_SECRET_KEY
 
 NOTEBOOKS = sorted(p.stem for p in NOTEBOOK_DIR.glob("*.ipynb"))
 SPEC = {"reconciliation": "reconciliation", "bulk_refund": "bulk_operation", "bulk_cancel": "bulk_operation", "order_lookup": "order_lookup"}
 
 
 @pytest.fixture
-def kernel_env(monkeypatch, tmp_path):
-    """A sandbox whose keys reach the notebook's kernel through the environment only."""
-    with run_sandbox(orders=120) as sb:
-        for name, value in sb.env().items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.setenv("BACKD_OPS_JOURNAL", str(tmp_path / "journal.sqlite"))
-        monkeypatch.setenv("BACKD_OPS_PROGRESS", "plain")
-        monkeypatch.chdir(tmp_path)
-        yield sb
+def kernel_env(env_sandbox, monkeypatch, tmp_path):
+    """The sandbox's keys reach the notebook's kernel through the environment only; log-friendly progress."""
+    monkeypatch.setenv("BACKD_OPS_PROGRESS", "plain")
+    monkeypatch.chdir(tmp_path)
+    return env_sandbox
 
 
 def test_every_notebook_has_one_parameters_cell_matching_its_spec():

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -56,19 +56,6 @@ MAX_SEND_ATTEMPTS = 5
 T = TypeVar("T")
 R = TypeVar("R")
 FrameLike = pd.DataFrame | str | Path
-
-
-@dataclass(frozen=True)
-class RowResult:
-    """What happened to one row."""
-
-    outcome: str
-    message: str
-    column: str | None = None
-    status_before: str | None = None
-    status_after: str | None = None
-    amount: Decimal | None = None
-    locked_at: datetime | None = None
 
 
 # -- reads ---------------------------------------------------------------------------------------------------------
@@ -254,10 +241,8 @@ def _plan_row(op: Operation, row: RowInput, prior: PriorAction | None, read: Ord
     return _Plan(op.plan(row.values, read, now, label=row.label), order=read)
 
 
-def _as_result(plan: _Plan) -> RowResult:
-    v = plan.verdict
-    status = plan.order.status if plan.order else None
-    return RowResult(v.outcome, v.message, v.column, status, None, v.amount, v.locked_at)
+def _as_result(plan: _Plan) -> Verdict:
+    return replace(plan.verdict, status_before=plan.order.status if plan.order else None)
 
 
 # -- execution -------------------------------------------------------------------------------------------------------
@@ -270,39 +255,39 @@ class _Run:
         self.now, self.limiter, self.settle_s = now, limiter, settle_s
         self.run_id = ""
 
-    def execute(self, rows: list[RowInput], plans: list[_Plan], *, max_workers: int | None, progress: bool | str) -> list[RowResult]:
+    def execute(self, rows: list[RowInput], plans: list[_Plan], *, max_workers: int | None, progress: bool | str) -> list[Verdict]:
         resumed_from = self.journal.latest_run(**self.identity)
         self.run_id = self.journal.start_run(operation=self.op.name, environment=self.client.environment,
                                              base_url=self.client.base_url, public_key=self.client.public_key,
                                              fingerprint=self.identity["fingerprint"], rows=len(rows), resumed_from=resumed_from)
-        results: list[RowResult | None] = [None if p.verdict.outcome == PLANNED else _as_result(p) for p in plans]
+        results: list[Verdict | None] = [None if p.verdict.outcome == PLANNED else _as_result(p) for p in plans]
         self._journal_outcomes(rows, results)
         todo = [i for i, r in enumerate(results) if r is None]
         written = _concurrently(lambda i: self._write_row(rows[i], plans[i]), todo, max_workers=max_workers,
                                 progress=progress, desc=self.op.name)
         for i, result in zip(todo, written):
-            results[i] = result if isinstance(result, RowResult) else RowResult(UNCERTAIN, f"internal error: {result!r}")
+            results[i] = result if isinstance(result, Verdict) else Verdict(UNCERTAIN, f"internal error: {result!r}")
         final = [r for r in results if r is not None]
         self.journal.finish_run(self.run_id, pd.Series([r.outcome for r in final]).value_counts().to_dict())
         return final
 
-    def _journal_outcomes(self, rows: list[RowInput], results: list[RowResult | None]) -> None:
+    def _journal_outcomes(self, rows: list[RowInput], results: list[Verdict | None]) -> None:
         self.journal.record_outcomes(self.run_id, [
             (row.position, str(row.label), row.backd_order_id or None, r.outcome, r.message, r.status_after, _text(r.amount))
             for row, r in zip(rows, results) if r is not None
         ])
 
-    def _write_row(self, row: RowInput, plan: _Plan) -> RowResult:
+    def _write_row(self, row: RowInput, plan: _Plan) -> Verdict:
         try:
             result = self._send_until_settled(row, plan)
         except Exception as exc:  # a bug must not lose the row: it is recorded as uncertain
-            result = RowResult(UNCERTAIN, f"internal error before the outcome was known: {exc!r}")
+            result = Verdict(UNCERTAIN, f"internal error before the outcome was known: {exc!r}")
         self.journal.record_outcome(self.run_id, row.position, outcome=result.outcome, message=result.message,
                                     status_after=result.status_after, amount=_text(result.amount),
                                     backd_order_id=row.backd_order_id, row_label=str(row.label))
         return result
 
-    def _send_until_settled(self, row: RowInput, plan: _Plan) -> RowResult:
+    def _send_until_settled(self, row: RowInput, plan: _Plan) -> Verdict:
         before = plan.order.status if plan.order else None
         verdict = plan.verdict
         for attempt in range(1, MAX_SEND_ATTEMPTS + 1):
@@ -311,31 +296,32 @@ class _Run:
             self.limiter.acquire()
             try:
                 after = getattr(self.client, self.op.endpoint)(**self.op.request(row.values))
-                return RowResult(DONE, verdict.message, None, before, after.status, verdict.amount, _locked_at(after, verdict))
+                return Verdict(DONE, verdict.message, amount=verdict.amount, locked_at=_locked_at(after, verdict),
+                               status_before=before, status_after=after.status)
             except BackdError as error:
                 if not error.may_have_been_applied:
-                    return RowResult(FAILED, f"{type(error).__name__}: {error.message}", None, before, None, verdict.amount)
+                    return Verdict(FAILED, f"{type(error).__name__}: {error.message}", amount=verdict.amount, status_before=before)
                 settled = self._settle(row, error, before, verdict)
                 if settled is not None:
                     return settled
-        return RowResult(FAILED, f"not applied after {MAX_SEND_ATTEMPTS} attempts (each settled by reading the order back)",
-                         None, before, None, verdict.amount)
+        return Verdict(FAILED, f"not applied after {MAX_SEND_ATTEMPTS} attempts (each settled by reading the order back)",
+                       amount=verdict.amount, status_before=before)
 
-    def _settle(self, row: RowInput, error: BackdError, before: str | None, verdict: Verdict) -> RowResult | None:
+    def _settle(self, row: RowInput, error: BackdError, before: str | None, verdict: Verdict) -> Verdict | None:
         """Read the order back after an ambiguous write: done, not applied (None: send again), or still unknown."""
         time.sleep(self.settle_s)
         read = _read(self.client, row.backd_order_id)
         if isinstance(read, BackdError):
-            return RowResult(UNCERTAIN, f"{type(error).__name__} after sending, and the read-back failed ({read.message}); "
-                             "re-run the same input to settle it", None, before, None, verdict.amount)
+            return Verdict(UNCERTAIN, f"{type(error).__name__} after sending, and the read-back failed ({read.message}); "
+                           "re-run the same input to settle it", amount=verdict.amount, status_before=before)
         now_verdict = self.op.plan(row.values, read, self.now, label=row.label)
         if now_verdict.outcome == ALREADY_DONE:
-            return RowResult(DONE, f"{verdict.message} (confirmed by reading the order back after {type(error).__name__})",
-                             None, before, read.status, verdict.amount, _locked_at(read, verdict))
+            return Verdict(DONE, f"{verdict.message} (confirmed by reading the order back after {type(error).__name__})",
+                           amount=verdict.amount, locked_at=_locked_at(read, verdict), status_before=before, status_after=read.status)
         if now_verdict.outcome == PLANNED:
             return None
-        return RowResult(FAILED, f"{type(error).__name__}, and the order now says: {now_verdict.message}", now_verdict.column,
-                         before, read.status, verdict.amount)
+        return Verdict(FAILED, f"{type(error).__name__}, and the order now says: {now_verdict.message}", now_verdict.column,
+                       amount=verdict.amount, status_before=before, status_after=read.status)
 
 
 def _locked_at(order: Order, verdict: Verdict) -> datetime | None:
@@ -372,7 +358,7 @@ def _concurrently(fn: Callable[[T], R], items: Sequence[T], *, max_workers: int 
 
 
 # -- results ---------------------------------------------------------------------------------------------------------
-def _result_frame(op: Operation, rows: list[RowInput], results: list[RowResult], *, run_id: str | None) -> pd.DataFrame:
+def _result_frame(op: Operation, rows: list[RowInput], results: list[Verdict], *, run_id: str | None) -> pd.DataFrame:
     data: dict[str, Any] = {c: [row.values.get(c) for row in rows] for c in op.columns}
     data.update({
         "outcome": pd.Categorical([r.outcome for r in results], categories=OUTCOMES),

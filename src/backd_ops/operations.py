@@ -31,13 +31,16 @@ _MERCHANT_ID = re.compile(r"^[^=+@\x00-\x1f\x7f][^\x00-\x1f\x7f]{0,127}$")
 
 @dataclass(frozen=True)
 class Verdict:
-    """What a write would do to one row: outcome, why, and the input column at fault (if any)."""
+    """The verdict on one row: its outcome, why, the input column at fault, the money, and (once known) the
+    order's status before and after. Planning fills the first five; executing adds the statuses."""
 
     outcome: str
     message: str
     column: str | None = None
     amount: Decimal | None = None
     locked_at: datetime | None = None
+    status_before: str | None = None
+    status_after: str | None = None
 
 
 @dataclass(frozen=True)
