@@ -76,3 +76,29 @@ def test_reconcile_command_writes_reports_and_fails_on_request(env_sandbox, tmp_
     assert main(["reconcile", "--ledger", str(ledger), "--out", str(offline), "--column-map", column_map,
                  "--snapshot", str(out / "backd_snapshot.parquet")]) == 0
     assert pd.read_csv(offline / "discrepancies.csv").equals(pd.read_csv(out / "discrepancies.csv"))
+
+
+def test_sandbox_command_serves_until_stopped(tmp_path):
+    import os
+    import signal
+
+    from backd_ops import BackdClient
+
+    proc = subprocess.Popen([sys.executable, "-m", "backd_ops.cli", "sandbox", "--port", "0", "--orders", "5"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()
+        base_url = first.split(" on ")[1].split(" with ")[0]
+        assert base_url.startswith("http://127.0.0.1:")
+        client = BackdClient("pk_sandbox_demo", "sk_sandbox_demo_not_a_real_secret", base_url=base_url)
+        assert client.find_order("BO-DEMO-000001").backd_order_id == "BO-DEMO-000001"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
+    assert proc.returncode == 0
+
+
+def test_run_puts_the_executed_notebook_beside_its_reports(env_sandbox, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = main(["run", "order_lookup", "-p", "order_ids", '["BO-DEMO-000001"]', "-p", "backend", "env"])
+    assert code == 0 and list((tmp_path / "out").glob("order_lookup-*.ipynb"))

@@ -215,13 +215,14 @@ def _add_run(commands: Any) -> None:
     p.add_argument("notebook", help="path, or a name in notebooks/ (e.g. reconciliation)")
     p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="VALUE is read as JSON when it parses (numbers, true, lists), else as text")
-    p.add_argument("--out", type=Path, default=Path("out"), help="directory for the executed notebook")
+    p.add_argument("--out", type=Path, default=None, help="directory for the executed notebook (default: the out_dir parameter, else out/)")
     p.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     parameters = {name: _parse_value(value) for name, value in args.parameter}
-    executed = run_notebook(args.notebook, parameters, out_dir=args.out)
+    out_dir = args.out or Path(str(parameters.get("out_dir") or "out"))  # the executed notebook lies beside its reports
+    executed = run_notebook(args.notebook, parameters, out_dir=out_dir)
     return EXIT_OK if executed else EXIT_ATTENTION
 
 

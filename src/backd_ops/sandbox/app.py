@@ -172,8 +172,8 @@ class SandboxApp:
 
     def _record(self, request: Request, endpoint: str, order_id: str | None, status: int | None, fault: str | None) -> None:
         with self._log_lock:
-            self.requests.append({"seq": len(self.requests) + 1, "method": request.method, "endpoint": endpoint,
-                                  "backd_order_id": order_id, "status": status, "fault": fault})
+            self.requests.append({"seq": len(self.requests) + 1, "at": time.monotonic(), "method": request.method,
+                                  "endpoint": endpoint, "backd_order_id": order_id, "status": status, "fault": fault})
 
 
 _MESSAGES = {
