@@ -328,7 +328,7 @@ class Reconciliation:
                                    "Backd": self.orders["status"].astype("string").value_counts()}).fillna(0)
         return {
             "Discrepancies by kind": report.bar_chart(summary["findings"], xlabel="findings"),
-            "Money at stake by kind": report.bar_chart(summary["at_stake"].astype("float64"), xlabel="amount"),
+            "Money at stake by kind": report.bar_chart(summary["at_stake"].astype("float64"), xlabel="amount", log=True),
             "Status mix: ledger vs Backd": report.grouped_bar_chart(status_mix, xlabel="orders"),
         }
 

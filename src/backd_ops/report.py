@@ -37,7 +37,7 @@ def _png(fig: plt.Figure) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-def bar_chart(values: pd.Series, *, xlabel: str) -> str:
+def bar_chart(values: pd.Series, *, xlabel: str, log: bool = False) -> str:
     """A horizontal bar chart of a labelled series, as a base64 PNG.
 
     Examples
@@ -48,7 +48,9 @@ def bar_chart(values: pd.Series, *, xlabel: str) -> str:
     fig, ax = plt.subplots(figsize=(6, 0.35 * max(len(values), 3) + 0.8))
     shown = values.astype("float64")[::-1]
     ax.barh([str(i) for i in shown.index], shown.to_numpy(), color="#3e7cb1")
-    ax.set_xlabel(xlabel)
+    if log:  # money spans cents to millions: a log axis keeps the small but urgent kinds visible
+        ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlabel(xlabel + (" (log scale)" if log else ""))
     ax.spines[["top", "right"]].set_visible(False)
     return _png(fig)
 
