@@ -316,5 +316,6 @@ def test_one_429_pauses_every_worker(live):
     live.script_faults("find_order", ["rate_limit"])
     bulk.find_orders(client, live.store.ids()[:60], progress=False, max_workers=8)
     limited = next(r for r in live.requests if r["fault"] == "rate_limit")
-    later = [r for r in live.requests if r["seq"] > limited["seq"] + 8]  # requests already in flight may land
+    # Up to one request per worker was in flight, and one more per worker may start before the 429's answer arrives.
+    later = [r for r in live.requests if r["seq"] > limited["seq"] + 2 * 8]
     assert later and min(r["at"] for r in later) >= limited["at"] + 0.45
