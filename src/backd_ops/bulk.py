@@ -168,14 +168,18 @@ def run_operation(
     if execute:
         _guard_production(client, confirm_production)
     moment = now or datetime.now(CHICAGO)
-    book = Journal(journal) if execute and not isinstance(journal, Journal) else journal
-    identity = _identity(client, op, rows)
-    prior = book.prior_actions(**identity) if execute else {}
-    plans = _plan_rows(client, op, rows, prior, moment, max_workers=max_workers, progress=progress)
     if not execute:
+        plans = _plan_rows(client, op, rows, {}, moment, max_workers=max_workers, progress=progress)
         return _result_frame(op, rows, [_as_result(p) for p in plans], run_id=None)
-    run = _Run(client, op, book, identity, moment, RateLimiter(max_rps), settle_s)
-    results = run.execute(rows, plans, max_workers=max_workers, progress=progress)
+    book = journal if isinstance(journal, Journal) else Journal(journal)
+    try:
+        identity = _identity(client, op, rows)
+        plans = _plan_rows(client, op, rows, book.prior_actions(**identity), moment, max_workers=max_workers, progress=progress)
+        run = _Run(client, op, book, identity, moment, RateLimiter(max_rps), settle_s)
+        results = run.execute(rows, plans, max_workers=max_workers, progress=progress)
+    finally:
+        if book is not journal:  # we opened it, we close it; a caller's Journal stays open
+            book.close()
     return _result_frame(op, rows, results, run_id=run.run_id)
 
 

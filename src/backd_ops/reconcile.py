@@ -112,8 +112,8 @@ def load_snapshot(orders: pd.DataFrame | str | Path) -> pd.DataFrame:
         if column not in frame.columns:
             frame[column] = pd.NA
     for money in ("order_total", "refunded_amount", "active_refund_amount"):
-        cents, problems = to_cents(frame[money]) if money in frame.columns else (pd.Series(pd.NA, index=frame.index, dtype="Int64"), None)
-        frame[f"{money}_cents"] = cents
+        missing = pd.Series(pd.NA, index=frame.index, dtype="Int64")
+        frame[f"{money}_cents"] = to_cents(frame[money])[0] if money in frame.columns else missing
     for moment in ("create_date", "active_refund_locked_at"):
         frame[moment] = pd.to_datetime(frame[moment], utc=True).dt.tz_convert(CHICAGO) if moment in frame.columns else pd.NaT
     return frame.drop_duplicates("backd_order_id", keep="last").reset_index(drop=True)
