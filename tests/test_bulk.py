@@ -319,3 +319,16 @@ def test_one_429_pauses_every_worker(live):
     # Up to one request per worker was in flight, and one more per worker may start before the 429's answer arrives.
     later = [r for r in live.requests if r["seq"] > limited["seq"] + 2 * 8]
     assert later and min(r["at"] for r in later) >= limited["at"] + 0.45
+
+
+def test_unsettled_write_is_uncertain_then_settled_by_a_rerun(live, journal):
+    client = live.client(max_retries=0, backoff_initial_s=0.001)
+    frame = refund_input(orders_frame(live.client(), live), 1)
+    live.script_faults("refund", ["drop_after_apply"])
+    live.script_faults("find_order", [None] + ["error_before"] * bulk.SETTLE_READS)  # the plan's read, then every read-back
+    first = backd_ops.refund_orders(client, frame, execute=True, journal=journal, progress=False, settle_s=0)
+    assert first.outcome.tolist() == ["uncertain"] and "re-run the same input" in first.message[0]
+    assert not first.backd.all_settled
+    again = backd_ops.refund_orders(client, frame, execute=True, journal=journal, progress=False)
+    assert again.outcome.tolist() == ["already_done"]
+    assert set(live.writes_per_order("refund").values()) == {1}

@@ -25,7 +25,16 @@ import pandas as pd
 from ._retry import RateLimiter
 from .client import BackdClient
 from .config import DEFAULT_MAX_WORKERS, DEFAULT_SETTLE_S, PRODUCTION_CONFIRM_ENV, production_confirmed
-from .errors import AuthenticationError, BackdError, InputError, NotFoundError, ProductionGuardError
+from .errors import (
+    AuthenticationError,
+    BackdError,
+    InputError,
+    NetworkError,
+    NotFoundError,
+    ProductionGuardError,
+    RateLimitError,
+    ServerError,
+)
 from .journal import Journal, PriorAction
 from .locking import CHICAGO
 from .models import MONEY_DTYPE, Order
@@ -52,6 +61,8 @@ OUTCOMES = ("planned", "done", "already_done", "invalid", "failed", "uncertain")
 DONE, FAILED, UNCERTAIN = "done", "failed", "uncertain"
 MAX_SEND_ATTEMPTS = 5
 """Sends per row: the first, plus resends only after a read-back proved the write was not applied."""
+SETTLE_READS = 3
+"""Read-backs (each with the client's own retries) before an ambiguous write is left ``uncertain``."""
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -315,6 +326,11 @@ class _Run:
         """Read the order back after an ambiguous write: done, not applied (None: send again), or still unknown."""
         time.sleep(self.settle_s)
         read = _read(self.client, row.backd_order_id)
+        for _ in range(SETTLE_READS - 1):  # an unsettled row costs an analyst's time: try harder than a plain read
+            if not isinstance(read, (NetworkError, RateLimitError, ServerError)):
+                break
+            time.sleep(self.settle_s + self.client.backoff_initial_s)
+            read = _read(self.client, row.backd_order_id)
         if isinstance(read, BackdError):
             return Verdict(UNCERTAIN, f"{type(error).__name__} after sending, and the read-back failed ({read.message}); "
                            "re-run the same input to settle it", amount=verdict.amount, status_before=before)
