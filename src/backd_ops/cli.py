@@ -79,23 +79,41 @@ def build_parser() -> argparse.ArgumentParser:
 
 # -- sandbox -------------------------------------------------------------------------------------------------------
 def _add_sandbox(commands: Any) -> None:
-    p = commands.add_parser("sandbox", help="run a local Backd-compatible sandbox", description="Run the sandbox until Ctrl-C.")
-    p.add_argument("--port", type=int, default=8765)
+    p = commands.add_parser("sandbox", help="run a local Backd-compatible sandbox",
+                            description="Run the sandbox until Ctrl-C. Tests in another process drive it through its "
+                                        "/_sandbox/ hooks (backd_ops.sandbox.remote); see docs/sandbox.md.")
+    p.add_argument("--port", type=int, default=8765, help="0: any free port (the URL is printed)")
     p.add_argument("--orders", type=int, default=500, help="demo orders to create")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--now", default=None, help="freeze the clock at this ISO datetime with offset, e.g. 2026-04-14T09:00:00-05:00")
     p.add_argument("--latency-ms", type=float, default=0.0)
-    p.add_argument("--fault", default="", help='e.g. "error_before=0.05,rate_limit=0.05,drop_after_apply=0.02,seed=1"')
+    p.add_argument("--rate-limit", type=float, default=None, metavar="RPS",
+                   help="token bucket per key: over RPS requests/s the answer is 429 with Retry-After")
+    p.add_argument("--burst", type=float, default=None, metavar="N", help="bucket size for --rate-limit (default max(2, RPS/5))")
+    p.add_argument("--fault", default="", help='e.g. "error_before=0.05,rate_limit=0.05,drop_after_apply=0.02,slow=0.01,slow_ms=800,seed=1"')
     p.set_defaults(handler=_sandbox)
 
 
 def _sandbox(args: argparse.Namespace) -> int:
     from .sandbox import FaultProfile, start_sandbox
 
-    spec = ",".join(filter(None, [f"latency_ms={args.latency_ms}" if args.latency_ms else "", args.fault]))
-    sandbox, server = start_sandbox(args.orders, port=args.port, seed=args.seed, faults=FaultProfile.parse(spec) if spec else None)
+    if args.burst and not args.rate_limit:
+        raise InputError("--burst needs --rate-limit")
+    options = [f"latency_ms={args.latency_ms}" if args.latency_ms else "", args.fault,
+               f"rate_limit_rps={args.rate_limit}" if args.rate_limit else "", f"rate_limit_burst={args.burst}" if args.burst else ""]
+    spec = ",".join(filter(None, options))
+    try:
+        faults = FaultProfile.parse(spec) if spec else None
+        now = datetime.fromisoformat(args.now) if args.now else None
+        sandbox, server = start_sandbox(args.orders, port=args.port, seed=args.seed, now=now, faults=faults)
+    except ValueError as exc:  # a bad --fault/--now (a naive --now too) is the caller's input
+        raise InputError(f"sandbox: {exc}") from exc
     print(f"Backd sandbox on {sandbox.base_url} with {args.orders} demo orders. Point the client at it with:")
     for name, value in sandbox.env().items():
         print(f"  export {name}={value}")
+    if faults and faults.rate_limit_rps:
+        print(f"Rate limit: {faults.rate_limit_rps:g} requests/s per key, burst {faults.bucket_burst:g}.")
+    print(f"Clock: {'frozen at ' + sandbox.clock.now().isoformat() if now else 'real time'}.")
     print("(demo keys, not secrets). Ctrl-C stops it.", flush=True)
     try:
         server.serve_forever()

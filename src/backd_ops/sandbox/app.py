@@ -1,7 +1,6 @@
-"""The sandbox's HTTP face: werkzeug routing, Basic auth, Backd's response envelope and fault injection.
+"""The sandbox's HTTP face: werkzeug routing, Basic auth, the rate limit, fault injection and the hooks.
 
-Wire format comes from ``shared/backd-api.md``, not from our client: amounts are JSON numbers, timestamps
-``YYYY-MM-DD HH:MM:SS`` in Chicago wall time, errors the same envelope with ``status.error = true``.
+The wire format lives in ``wire.py`` and the ``/_sandbox/`` hooks in ``hooks.py``.
 """
 
 from __future__ import annotations
@@ -20,13 +19,16 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from .faults import FaultInjector, FaultPlan
+from .clock import SandboxClock
+from .demo import demo_orders
+from .faults import RATE_LIMITED_BUCKET, FaultInjector, FaultPlan, FaultProfile
+from .hooks import hook_rules, run_hook
 from .http import DROPPED
-from ..locking import CHICAGO
+from .ratelimit import retry_after_text
 from .store import OrderStore, SandboxError
+from .wire import envelope, order_to_wire, seconds_text
 
 API_PREFIX = "/v1/backd/bnpl/api"
-_WITH_REFUNDS = frozenset({"find_order", "refund", "delete_refund"})
 
 _URLS = Map(
     [
@@ -39,10 +41,7 @@ _URLS = Map(
         Rule(f"{API_PREFIX}/refund", endpoint="refund", methods=["POST"]),
         Rule(f"{API_PREFIX}/refund", endpoint="delete_refund", methods=["DELETE"]),
         Rule(f"{API_PREFIX}/create_order", endpoint="create_order", methods=["POST"]),
-        Rule("/_sandbox/select_terms", endpoint="_select_terms", methods=["POST"]),
-        Rule("/_sandbox/process_locked_refunds", endpoint="_process_locked_refunds", methods=["POST"]),
-        Rule("/_sandbox/advance_clock", endpoint="_advance_clock", methods=["POST"]),
-        Rule("/_sandbox/stats", endpoint="_stats", methods=["GET"]),
+        *hook_rules(),
     ]
 )
 
@@ -54,14 +53,31 @@ class _DropConnection(Exception):
 class SandboxApp:
     """A WSGI app that behaves like Backd's post-order API for the keys it is given."""
 
-    def __init__(self, store: OrderStore, *, keys: dict[str, str], faults: FaultInjector, clock: Callable[[], datetime]) -> None:
+    def __init__(self, store: OrderStore, *, keys: dict[str, str], faults: FaultInjector, clock: SandboxClock) -> None:
         self.store = store
         self.keys = dict(keys)
         self.faults = faults
         self.clock = clock
         self.requests: list[dict] = []
         self.counts: Counter[str] = Counter()
+        self.book = {"orders": len(store), "seed": 42}  # what reset() rebuilds when not told otherwise
         self._log_lock = threading.Lock()
+
+    def reset(self, *, orders: int | None = None, seed: int | None = None, now: datetime | None = None,
+              faults: FaultProfile | None = None) -> None:
+        """A fresh demo book (same keys and URL), empty logs, only ``faults``; the clock frozen at ``now`` or real.
+
+        ``orders`` and ``seed`` default to the last book's. The connection counter is kept: it counts sockets.
+        """
+        book = {"orders": self.book["orders"] if orders is None else orders, "seed": self.book["seed"] if seed is None else seed}
+        self.clock.reset(now)
+        self.faults.reset()
+        if faults is not None:
+            self.faults.set(faults)
+        with self._log_lock:
+            self.requests.clear()
+        self.store.reset(demo_orders(book["orders"], now=self.clock.now(), seed=book["seed"]))
+        self.book = book
 
     def __call__(self, environ: dict, start_response: Callable) -> Any:
         request = Request(environ)
@@ -76,13 +92,24 @@ class SandboxApp:
         try:
             endpoint, args = _URLS.bind_to_environ(request.environ).match()
         except HTTPException as exc:
-            return _envelope(None, code=exc.code or 404, message=exc.description or "not found")
+            return envelope(None, code=exc.code or 404, message=exc.description or "not found")
         if not self._authorized(request):
             self._record(request, endpoint, None, 401, None)
-            return _envelope(None, code=401, message="invalid or missing API keys")
+            return envelope(None, code=401, message="invalid or missing API keys")
         if endpoint.startswith("_"):
-            return self._hook(endpoint, request)
-        return self._api(endpoint, request, args)
+            return self._hook(endpoint, request)  # hooks are test plumbing: never rate-limited or faulted
+        refused = self._rate_limited(endpoint, request)
+        return refused if refused is not None else self._api(endpoint, request, args)
+
+    def _rate_limited(self, endpoint: str, request: Request) -> Response | None:
+        """429 with ``Retry-After`` when the public key's token bucket is empty; None when admitted."""
+        wait_s = self.faults.admit(endpoint, request.authorization.username)  # type: ignore[union-attr]
+        if not wait_s:
+            return None
+        self._record(request, endpoint, None, None, RATE_LIMITED_BUCKET)
+        response = envelope(None, code=429, message="too many requests: over the rate limit for this key")
+        response.headers["Retry-After"] = retry_after_text(wait_s)
+        return response
 
     def _api(self, endpoint: str, request: Request, args: dict) -> Response:
         plan = self.faults.draw(endpoint)
@@ -96,10 +123,12 @@ class SandboxApp:
             early = self._fault_before(plan, request, endpoint, order_id)
             if early is not None:
                 return early
+            if plan.slow_s:
+                time.sleep(plan.slow_s)  # Backd is still working when the client's read timeout expires
             data = self._operate(endpoint, body, order_id, request)
         except SandboxError as exc:
             self._record(request, endpoint, order_id, exc.code, None)
-            return _envelope(None, code=exc.code, message=exc.message)
+            return envelope(None, code=exc.code, message=exc.message)
         return self._answer(plan, request, endpoint, order_id, data)
 
     def _operate(self, endpoint: str, body: dict, order_id: str | None, request: Request) -> dict:
@@ -119,18 +148,18 @@ class SandboxApp:
             raise _DropConnection()
         if plan.before == "rate_limit":
             profile_retry = self._retry_after(endpoint)
-            response = _envelope(None, code=429, message="too many requests")
-            response.headers["Retry-After"] = _seconds_text(profile_retry)
+            response = envelope(None, code=429, message="too many requests")
+            response.headers["Retry-After"] = seconds_text(profile_retry)
             return response
-        return _envelope(None, code=503, message="service unavailable (injected before applying)")
+        return envelope(None, code=503, message="service unavailable (injected before applying)")
 
     def _answer(self, plan: FaultPlan, request: Request, endpoint: str, order_id: str | None, data: dict) -> Response:
-        self._record(request, endpoint, order_id, 200, plan.after)
+        self._record(request, endpoint, order_id, 200, plan.after or ("slow" if plan.slow_s else None))
         if plan.after == "drop_after_apply":
             raise _DropConnection()
         if plan.after == "error_after_apply":
-            return _envelope(None, code=500, message="internal error (injected after applying)")
-        return _envelope(_order_to_wire(data, endpoint), code=200, message=_MESSAGES.get(endpoint, "OK"))
+            return envelope(None, code=500, message="internal error (injected after applying)")
+        return envelope(order_to_wire(data, endpoint), code=200, message=_MESSAGES.get(endpoint, "OK"))
 
     def _retry_after(self, endpoint: str) -> float:
         profile = self.faults.profile_for(endpoint)
@@ -138,19 +167,13 @@ class SandboxApp:
 
     def _hook(self, endpoint: str, request: Request) -> Response:
         try:
-            body = _json_body(request) if request.method == "POST" else {}
-            if endpoint == "_select_terms":
-                result: Any = _order_to_wire(self.store.select_terms(str(body.get("backd_order_id"))), "find_order")
-            elif endpoint == "_process_locked_refunds":
-                result = {"processed": self.store.process_locked_refunds()}
-            elif endpoint == "_advance_clock":
-                self.clock.advance(seconds=float(body.get("seconds", 0)))  # type: ignore[attr-defined]
-                result = {"now": _wire_time(self.clock())}
-            else:
-                result = self.stats()
+            body = _json_body(request) if request.get_data(cache=True) else {}  # a bodiless POST is fine here
+            result = run_hook(self, endpoint, body)
         except SandboxError as exc:
-            return _envelope(None, code=exc.code, message=exc.message)
-        return _envelope(result, code=200, message="OK")
+            return envelope(None, code=exc.code, message=exc.message)
+        except (ValueError, TypeError) as exc:
+            return envelope(None, code=400, message=str(exc))
+        return envelope(result, code=200, message="OK")
 
     def count_connection(self) -> None:
         with self._log_lock:
@@ -199,43 +222,6 @@ def _json_body(request: Request) -> dict:
     if not isinstance(body, dict):
         raise SandboxError(400, "the body must be a JSON object")
     return body
-
-
-def _envelope(data: Any, *, code: int, message: str) -> Response:
-    error = code >= 400
-    payload = {
-        "data": data,
-        "message": message,
-        "status": {"type": "error" if error else "success", "code": code, "error": error},
-    }
-    return Response(json.dumps(payload, default=_json_default), status=code, mimetype="application/json")
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, datetime):
-        return _wire_time(value)
-    raise TypeError(f"cannot serialise {type(value).__name__}")
-
-
-def _wire_time(moment: datetime) -> str:
-    return moment.astimezone(CHICAGO).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _order_to_wire(order: dict, endpoint: str) -> dict:
-    wire = {k: v for k, v in order.items() if v is not None or k in ("merchant_order_status",)}
-    if endpoint not in _WITH_REFUNDS:
-        wire.pop("refunds", None)
-    if endpoint == "cancel_order":
-        wire.pop("merchant_order_status", None)  # documented: cancel_order does not return it
-    if endpoint != "create_order":
-        wire.pop("customer_url", None)
-    return wire
-
-
-def _seconds_text(seconds: float) -> str:
-    return str(int(seconds)) if float(seconds).is_integer() else f"{seconds:g}"
 
 
 def _drop(environ: dict) -> None:

@@ -40,3 +40,14 @@ class SandboxClock:
     def advance(self, **delta: float) -> None:
         with self._lock:
             self._offset += timedelta(**delta)
+
+    def reset(self, frozen_at: datetime | None = None) -> None:
+        """Frozen at ``frozen_at`` (aware), or back to real time when None; any advance is forgotten."""
+        if frozen_at is not None and frozen_at.tzinfo is None:
+            raise ValueError(f"the sandbox clock needs a datetime with a UTC offset, got {frozen_at.isoformat()}")
+        with self._lock:
+            self._frozen_at, self._offset = frozen_at, timedelta(0)
+
+    @property
+    def frozen(self) -> bool:
+        return self._frozen_at is not None

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Iterator
 
 from .app import API_PREFIX, SandboxApp
 from .clock import SandboxClock
-from .demo import demo_orders
 from .faults import FaultInjector, FaultProfile
 from .http import SandboxHTTPServer
 from .store import Mutation, OrderStore
@@ -51,7 +50,22 @@ class Sandbox:
                 "BACKD_BASE_URL": self.base_url, "BACKD_ENVIRONMENT": "sandbox"}
 
     # -- hooks ---------------------------------------------------------------------------------------------
+    def reset(self, *, orders: int | None = None, seed: int | None = None, now: datetime | None = None,
+              faults: FaultProfile | None = None) -> None:
+        """Start over on the same URL and keys: fresh demo orders, empty logs, no faults but ``faults``.
+
+        ``orders``/``seed`` default to the current book's; the clock is frozen at ``now``, or real time when None.
+
+        Examples
+        --------
+        >>> with run_sandbox(orders=5) as sb:
+        ...     sb.reset(orders=2); len(sb.store), sb.mutations
+        (2, [])
+        """
+        self.app.reset(orders=orders, seed=seed, now=now, faults=faults)
+
     def set_faults(self, profile: FaultProfile | None, *, endpoint: str = "*") -> None:
+        """Use ``profile`` (faults, slowness, rate limit) for ``endpoint``, "*" for every endpoint; None clears it."""
         self.app.faults.set(profile, endpoint=endpoint)
 
     def script_faults(self, endpoint: str, faults: list[str | None]) -> None:
@@ -131,11 +145,7 @@ def start_sandbox(orders: int = 0, *, port: int = 0, host: str = "127.0.0.1", se
     """Build the app and bind its server (not yet serving): ``(Sandbox, server)``. The CLI serves it forever."""
     clock = SandboxClock(now)
     store = OrderStore(clock=clock, update_increase_limit=update_increase_limit)
-    for order in demo_orders(orders, now=clock.now(), seed=seed):
-        store.add(order)
-    injector = FaultInjector()
-    if faults is not None:
-        injector.set(faults)
-    app = SandboxApp(store, keys={public_key: secret_key}, faults=injector, clock=clock)
+    app = SandboxApp(store, keys={public_key: secret_key}, faults=FaultInjector(), clock=clock)
+    app.reset(orders=orders, seed=seed, now=now, faults=faults)  # the same path as the reset hook
     server = SandboxHTTPServer((host, port), app)
     return Sandbox(app, clock, host, server.server_port, public_key, secret_key), server

@@ -62,6 +62,11 @@ class OrderStore:
         with self._lock:
             return list(self._orders)
 
+    def all(self) -> list[dict]:
+        """A snapshot of every order, in insertion order (for a test in another process to assert on)."""
+        with self._lock:
+            return [_snapshot(order) for order in self._orders.values()]
+
     def __len__(self) -> int:
         return len(self._orders)
 
@@ -72,6 +77,15 @@ class OrderStore:
             order.setdefault("refunds", [])
             order.setdefault("placed_total", order["order_total"])
             self._orders[order["backd_order_id"]] = order
+
+    def reset(self, orders: list[dict]) -> None:
+        """Replace the whole book with ``orders``; the mutation log and create_order's sequence start again."""
+        with self._lock:
+            self._orders.clear()
+            self.mutations.clear()
+            self._seq = 0
+            for order in orders:
+                self.add(order)
 
     def select_terms(self, backd_order_id: str) -> dict:
         """The customer finished choosing terms at ``customer_url``: ``order_created`` → ``terms_selected``."""
