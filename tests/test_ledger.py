@@ -46,7 +46,7 @@ def test_every_bad_cell_is_reported_at_once():
         (0, "merchant_order_id"), (0, "backd_order_id"), (0, "order_total"), (0, "refunded_amount"),
         (1, "backd_order_id"), (1, "status"), (1, "order_total"), (1, "refunded_amount"),
     }
-    assert "row 0, column order_total: not an amount with at most 2 decimals" in str(info.value)
+    assert "row 0, column order_total: '12.345' has more than 2 decimals" in str(info.value)
 
 
 def test_missing_columns_say_how_to_map(tmp_path):

@@ -4,8 +4,12 @@ Our exception hierarchy::
 
     BackdError                         base of everything we raise
     ├── ConfigurationError(ValueError)   missing/invalid keys, environment or URL
+    │   └── PlanAccountError               a plan made for another environment, base URL or account
     ├── InputError(ValueError)           a frame or file that cannot be used at all (names row/column)
+    │   └── PlanError                      a plan file that is unreadable or was changed after it was made
     ├── ProductionGuardError             execute against production without the extra confirmation
+    ├── ApprovalError                    the approval policy is not met for this plan
+    ├── ConcurrentRunError               another process is executing the same plan right now
     ├── FindingsError                    a scheduled reconciliation found kinds listed in ``fail_on``
     ├── NetworkError                     no usable HTTP answer (refused, reset, timeout)
     │   └── RequestTimeout                 the connect or read timeout expired
@@ -32,6 +36,12 @@ import threading
 
 __all__ = [
     "APIError",
+    "ApprovalError",
+    "ConcurrentRunError",
+    "PlanAccountError",
+    "PlanError",
+    "option_hint",
+    "set_option_style",
     "AuthenticationError",
     "BackdError",
     "ConfigurationError",
@@ -51,6 +61,17 @@ __all__ = [
 ]
 
 _REDACTED = "***"
+_OPTIONS = {
+    "decimal_comma": ('decimal=","', "--decimal-comma"),
+    "confirm_production": ("confirm_production=True", "--confirm-production"),
+    "column_map": ("column_map={'Their name': 'our_name'}", "--column-map 'Their name=our_name'"),
+    "execute": ("execute=True", "--execute"),
+    "approved_by": ("approve_plan(plan, approved_by=...)", "backd-ops approve PLAN --as NAME"),
+    "resend": ("resend=True", "--resend"),
+    "allow_partial": ("allow_partial=True", "--allow-partial"),
+    "sheet": ("sheet=...", "--sheet"),
+}
+_option_style = {"style": "python"}
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
 
@@ -69,6 +90,25 @@ def register_secret(public_key: str, secret_key: str) -> None:
     basic = base64.b64encode(f"{public_key}:{secret_key}".encode()).decode()
     with _secrets_lock:
         _secrets.update({secret_key, basic})
+
+
+def set_option_style(style: str) -> None:
+    """Spell options in messages as ``"python"`` arguments (default) or ``"cli"`` flags (``backd-ops`` sets this)."""
+    if style not in ("python", "cli"):
+        raise ValueError("style must be 'python' or 'cli'")
+    _option_style["style"] = style
+
+
+def option_hint(name: str) -> str:
+    """How the user in front of us spells an option: a Python argument, or a CLI flag under ``backd-ops``.
+
+    Examples
+    --------
+    >>> option_hint("confirm_production")
+    'confirm_production=True'
+    """
+    python, cli = _OPTIONS[name]
+    return cli if _option_style["style"] == "cli" else python
 
 
 def redact(text: object) -> str:
@@ -159,6 +199,22 @@ class InputError(BackdError, ValueError):
 
 class ProductionGuardError(BackdError):
     """A money-moving execute against production was asked for without the extra confirmation."""
+
+
+class PlanError(InputError):
+    """A plan file that cannot be read, or whose rows no longer hash to its ``plan_id`` (it was edited)."""
+
+
+class PlanAccountError(ConfigurationError):
+    """A plan made for another environment, base URL or account than the client's."""
+
+
+class ApprovalError(BackdError):
+    """The approval policy asks for an approval this plan does not have (the message says which)."""
+
+
+class ConcurrentRunError(BackdError):
+    """Another executor holds this plan's claim; the message names it (pid, host, started at)."""
 
 
 class FindingsError(BackdError):

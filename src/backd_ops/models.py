@@ -1,16 +1,15 @@
 """Backd's data as Python values: order and refund records, status strings, exact money and timestamps.
 
 Amounts are :class:`decimal.Decimal` with two places from the moment they leave the wire; a float never
-touches a cent. Timestamps without an offset are read as America/Chicago wall time, the clock Backd's
+touches a cent. Amounts typed by people (files, ledgers) are parsed in :mod:`backd_ops.money`. Timestamps without an offset are read as America/Chicago wall time, the clock Backd's
 refund-locking rule is stated in (see ``docs/sandbox.md``).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -18,6 +17,8 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from .money import CENT, parse_amount
 
 __all__ = [
     "AMOUNT_FIELDS",
@@ -35,12 +36,10 @@ __all__ = [
 ]
 
 BACKD_TZ = ZoneInfo("America/Chicago")
-CENT = Decimal("0.01")
 MONEY_DTYPE = pd.ArrowDtype(pa.decimal128(18, 2))
 """Exact two-place money column: sums and comparisons never drift."""
 
 AMOUNT_FIELDS = ("order_total", "cart_amount", "tax_amount", "shipping_amount", "discount_amount")
-_MAX_AMOUNT = Decimal("1e13")
 
 
 class OrderStatus(StrEnum):
@@ -64,48 +63,6 @@ class RefundStatus(StrEnum):
 
 
 ACTIVE_REFUND_STATUSES = frozenset({RefundStatus.DRAFT.value, RefundStatus.APPROVED.value})
-
-
-def parse_amount(value: Any, *, allow_negative: bool = False) -> Decimal:
-    """Parse an amount exactly: int, str, Decimal or float (via its shortest repr), at most two decimals.
-
-    Raises ``ValueError`` with a reason an analyst can act on.
-
-    Examples
-    --------
-    >>> parse_amount("19.99"), parse_amount(0.1 + 0.2 - 0.3 + 19.99)
-    (Decimal('19.99'), Decimal('19.99'))
-    >>> parse_amount("1.005")
-    Traceback (most recent call last):
-    ...
-    ValueError: '1.005' has more than 2 decimals
-    """
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
-        raise ValueError("is missing")
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not an amount")
-    if isinstance(value, float):
-        if math.isinf(value):
-            raise ValueError(f"{value!r} is not a finite amount")
-        # Spreadsheet floats carry binary noise (19.990000000000002): round at the 12th place first.
-        text = repr(round(value, 12))
-    else:
-        text = str(value).strip().replace(",", "") if isinstance(value, str) else str(value)
-    if text == "":
-        raise ValueError("is blank")
-    try:
-        amount = Decimal(text)
-    except InvalidOperation:
-        raise ValueError(f"{str(value)[:40]!r} is not a number") from None
-    if not amount.is_finite():
-        raise ValueError(f"{str(value)[:40]!r} is not a finite amount")
-    if abs(amount) >= _MAX_AMOUNT:
-        raise ValueError(f"{str(value)[:40]!r} is too large")
-    if amount != amount.quantize(CENT, rounding=ROUND_HALF_UP):
-        raise ValueError(f"{str(value)[:40]!r} has more than 2 decimals")
-    if amount < 0 and not allow_negative:
-        raise ValueError(f"{str(value)[:40]!r} is negative")
-    return amount.quantize(CENT)
 
 
 def _wire_amount(value: Any) -> Decimal:
