@@ -20,7 +20,7 @@ from urllib3.exceptions import ConnectTimeoutError
 from urllib3.util.retry import Retry
 
 from . import _retry
-from .config import API_PREFIX, SecretKey, Settings
+from .config import Account, SecretKey, Settings
 from .errors import (
     AuthenticationError,
     BackdError,
@@ -30,7 +30,8 @@ from .errors import (
     error_for_status,
     redact,
 )
-from .models import AMOUNT_FIELDS, Order, parse_amount
+from .models import AMOUNT_FIELDS, Order
+from .money import parse_amount
 
 __all__ = ["BackdClient", "connect"]
 
@@ -133,6 +134,11 @@ class BackdClient:
     @property
     def environment(self) -> str:
         return self.settings.environment
+
+    @property
+    def account(self) -> Account:
+        """Whose records these are (environment, normalised base URL, public key): what plans and journals key on."""
+        return self.settings.account
 
     @property
     def is_production(self) -> bool:

@@ -1,15 +1,22 @@
-"""Settings and defaults: keys from the environment or ``.env``, base URLs, timeouts, limits.
+"""Settings and defaults: keys from the environment or ``.env``, base URLs, the account's identity, limits.
 
 Credentials never come from notebook parameters. ``Settings`` keeps the secret key in a
-:class:`SecretKey`, whose repr and str are masked.
+:class:`SecretKey`, whose repr and str are masked. Whether a URL is production is decided here, once, on the
+parsed URL; so is the :class:`Account` (environment, normalised base URL, public key) that every store
+(journal, plans, findings) keys its records by.
 """
 
 from __future__ import annotations
 
+import getpass
+import importlib.metadata
 import os
+import re
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Mapping
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
@@ -17,16 +24,28 @@ from .errors import ConfigurationError, register_secret
 
 __all__ = [
     "BASE_URLS",
+    "TOOL_VERSION",
     "DEFAULT_JOURNAL_PATH",
+    "Account",
+    "ApprovalPolicy",
     "SecretKey",
     "Settings",
+    "current_user",
+    "is_production_url",
+    "normalize_base_url",
 ]
 
 BASE_URLS = {
     "sandbox": "https://sandbox.service.bnpl.backd.com/v1/backd/bnpl/api",
     "production": "https://service.bnpl.backd.com/v1/backd/bnpl/api",
 }
+PRODUCTION_HOST = "service.bnpl.backd.com"
+try:
+    TOOL_VERSION = importlib.metadata.version("backd_ops")
+except importlib.metadata.PackageNotFoundError:  # running from a source tree that was never installed
+    TOOL_VERSION = "0+unknown"
 API_PREFIX = "/v1/backd/bnpl/api"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 CONNECT_TIMEOUT_S = 3.05
 READ_TIMEOUT_S = 20.0
@@ -34,10 +53,126 @@ MAX_RETRIES = 4
 POOL_SIZE = 32
 DEFAULT_MAX_WORKERS = 16
 """Measured in bench/bench_bulk.py: 16 workers reach >90% of ideal at 25 ms latency on 2 cores."""
-DEFAULT_SETTLE_S = 0.5
-"""Pause before reading an order back after an ambiguous write, so an in-flight write can land first."""
+SETTLE_WINDOW_FLOOR_S = 5.0
+"""An ambiguous write is read back for at least max(read timeout, this) before it may be called "not applied"."""
 DEFAULT_JOURNAL_PATH = Path.home() / ".backd_ops" / "journal.sqlite"
 PRODUCTION_CONFIRM_ENV = "BACKD_CONFIRM_PRODUCTION"
+USER_ENV = "BACKD_OPS_USER"
+APPROVERS_ENV = "BACKD_OPS_APPROVERS_REQUIRED"
+FOUR_EYES_ENV = "BACKD_OPS_FOUR_EYES_ABOVE"
+
+
+def normalize_base_url(url: str) -> str:
+    """The one spelling of a base URL: scheme and host lower-case, default port and trailing dots dropped.
+
+    Examples
+    --------
+    >>> normalize_base_url("HTTPS://Service.BNPL.backd.com.:443/v1/backd/bnpl/api/")
+    'https://service.bnpl.backd.com/v1/backd/bnpl/api'
+    """
+    try:
+        parts = urlsplit(str(url).strip())
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigurationError(f"base URL {url!r} is not a valid URL ({exc}) (BACKD_BASE_URL)") from None
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").rstrip(".")
+    if scheme not in _DEFAULT_PORTS or not host:
+        raise ConfigurationError(f"base URL {url!r} must be an http(s) URL with a host (BACKD_BASE_URL)")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ConfigurationError("the base URL must not carry credentials, a query or a fragment (BACKD_BASE_URL); "
+                                 "keys go in BACKD_PUBLIC_KEY / BACKD_SECRET_KEY")
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        netloc += f":{port}"
+    return f"{scheme}://{netloc}{re.sub('/+', '/', parts.path).rstrip('/')}"
+
+
+def is_production_url(url: str) -> bool:
+    """Whether ``url`` points at Backd's production host, however it is written.
+
+    Examples
+    --------
+    >>> is_production_url("https://SERVICE.bnpl.backd.com.:443/v1/backd/bnpl/api"), is_production_url(BASE_URLS["sandbox"])
+    (True, False)
+    """
+    return urlsplit(normalize_base_url(url)).hostname == PRODUCTION_HOST
+
+
+def current_user(environ: Mapping[str, str] | None = None) -> str:
+    """Who is acting: ``$BACKD_OPS_USER`` if set, else the OS user (recorded as maker, approver, executor).
+
+    Examples
+    --------
+    >>> current_user({"BACKD_OPS_USER": "ana@finance"})
+    'ana@finance'
+    """
+    named = (os.environ if environ is None else environ).get(USER_ENV, "").strip()
+    if named:
+        return named
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry in some containers
+        return os.environ.get("USER", "unknown")
+
+
+@dataclass(frozen=True)
+class Account:
+    """Whose Backd records these are: environment, normalised base URL and public key (never the secret).
+
+    Examples
+    --------
+    >>> a = Account("sandbox", "http://127.0.0.1:8765/v1/backd/bnpl/api", "pk_sandbox_demo")
+    >>> a.key, a.describe()
+    ('sandbox|http://127.0.0.1:8765/v1/backd/bnpl/api|pk_sandbox_demo', 'sandbox at 127.0.0.1:8765, key …demo')
+    """
+
+    environment: str
+    base_url: str
+    public_key: str
+
+    @property
+    def key(self) -> str:
+        """The stores' key for this account: the same account always has the same key."""
+        return f"{self.environment}|{self.base_url}|{self.public_key}"
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.base_url).netloc
+
+    @property
+    def key_hint(self) -> str:
+        """The public key's last four characters, as reports show it."""
+        return f"…{self.public_key[-4:]}"
+
+    def describe(self) -> str:
+        return f"{self.environment} at {self.host}, key {self.key_hint}"
+
+
+@dataclass(frozen=True)
+class ApprovalPolicy:
+    """Who must approve a plan before it runs: a number of approvers, and four eyes above an amount.
+
+    ``four_eyes_above``: a plan moving more than this needs an approver other than its maker.
+
+    Examples
+    --------
+    >>> ApprovalPolicy.from_env({"BACKD_OPS_APPROVERS_REQUIRED": "1", "BACKD_OPS_FOUR_EYES_ABOVE": "1000"})
+    ApprovalPolicy(approvers_required=1, four_eyes_above=Decimal('1000'))
+    """
+
+    approvers_required: int = 0
+    four_eyes_above: Decimal | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ApprovalPolicy:
+        values = os.environ if environ is None else environ
+        try:
+            required = int(values.get(APPROVERS_ENV, "0") or 0)
+            above = values.get(FOUR_EYES_ENV, "").strip()
+            return cls(required, Decimal(above) if above else None)
+        except (ValueError, InvalidOperation):
+            raise ConfigurationError(f"{APPROVERS_ENV} must be a whole number and {FOUR_EYES_ENV} an amount") from None
 
 
 class SecretKey:
@@ -96,6 +231,11 @@ class Settings:
             raise ConfigurationError(
                 f"environment must be one of {sorted(BASE_URLS)}, got {self.environment!r} (BACKD_ENVIRONMENT)"
             )
+        if self.environment != "production" and is_production_url(self.resolved_base_url):
+            raise ConfigurationError(
+                f"{self.resolved_base_url} is Backd's production host, but the environment is {self.environment!r}: "
+                "set BACKD_ENVIRONMENT=production to use production (and its guard), or point BACKD_BASE_URL elsewhere"
+            )
         if not self.public_key or not self.secret_key:
             raise ConfigurationError(
                 "Backd keys are missing: set BACKD_PUBLIC_KEY and BACKD_SECRET_KEY in the environment "
@@ -105,13 +245,17 @@ class Settings:
 
     @property
     def resolved_base_url(self) -> str:
-        """The explicit base URL, else the documented one for the environment."""
-        return (self.base_url or BASE_URLS[self.environment]).rstrip("/")
+        """The explicit base URL, else the documented one for the environment, normalised."""
+        return normalize_base_url(self.base_url or BASE_URLS[self.environment])
 
     @property
     def is_production(self) -> bool:
-        """Production by name, or a base URL that points at Backd's production host."""
-        return self.environment == "production" or self.resolved_base_url == BASE_URLS["production"]
+        """Production by name, or a base URL at Backd's production host (however it is spelt)."""
+        return self.environment == "production" or is_production_url(self.resolved_base_url)
+
+    @property
+    def account(self) -> Account:
+        return Account(self.environment, self.resolved_base_url, self.public_key)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, dotenv_path: str | Path | None = ".env") -> Settings:
