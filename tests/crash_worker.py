@@ -23,10 +23,12 @@ def _kill_on_nth(method_name: str, n: int) -> None:
     lock = threading.Lock()
 
     def wrapped(self, *args, **kwargs):
+        if method_name == "record_outcomes" and not list(args[-1]):
+            return original(self, *args, **kwargs)  # the batch of rows that were not planned: nothing was sent for them
         with lock:
             count["n"] += 1
             reached = count["n"] >= n
-        if method_name == "record_outcome" and reached:
+        if method_name == "record_outcomes" and reached:
             os.kill(os.getpid(), signal.SIGKILL)  # the write was applied; its outcome is never written
         result = original(self, *args, **kwargs)
         if method_name == "record_intent" and reached:
@@ -40,10 +42,11 @@ def main(argv: list[str]) -> None:
     operation, source, journal = argv[:3]
     if len(argv) > 3:
         point, n = argv[3], int(argv[4])
-        _kill_on_nth({"after_intent": "record_intent", "before_outcome": "record_outcome"}[point], n)
-    client = backd_ops.connect(backoff_initial_s=0.01)
+        _kill_on_nth({"after_intent": "record_intent", "before_outcome": "record_outcomes"}[point], n)
+    client = backd_ops.connect(backoff_initial_s=0.01, timeout=(1.0, 1.0))
     print("STARTED", flush=True)
-    result = bulk.run_operation(client, operation, source, execute=True, journal=journal, progress=False, max_workers=4, settle_s=0.01)
+    result = bulk.run_operation(client, operation, source, execute=True, journal=journal, progress=False, max_workers=4,
+                                settle_window_s=1.0)
     print(result.outcome.value_counts().to_dict(), flush=True)
 
 

@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from decimal import Decimal
+
 import pandas as pd
 import pytest
 import requests
@@ -155,7 +157,8 @@ def _wait_visible(page, locator, name: str) -> None:
         raise
 
 
-def test_bulk_refund_in_jupyterlab_applies_exactly_the_planned_refunds_once(lab, browser):
+def test_bulk_refund_in_jupyterlab_executes_the_plan_on_screen_once(lab, browser):
+    """The plan on screen is what runs: an order changed on the server after display is drifted, not sent."""
     sandbox, workspace = lab["sandbox"], lab["workspace"]
     orders = [sandbox.store.find(i) for i in sandbox.store.ids()]
     chosen = [o for o in orders if o["status"] == "order_confirmed" and not o["refunds"]][:5]
@@ -167,13 +170,15 @@ def test_bulk_refund_in_jupyterlab_applies_exactly_the_planned_refunds_once(lab,
     _wait_visible(page, approval, "bulk_refund")
     approval.scroll_into_view_if_needed()
     assert "Refund 5 orders, $75.00" in page.locator(".widget-html", has_text="Refund 5 orders").first.inner_text()
-    word = approval.locator("code").inner_text()
+    word = approval.locator("code.backd-confirmation").inner_text()
     assert word == "REFUND 5"
     execute = page.get_by_role("button", name="Execute")
     assert execute.is_disabled()
     assert sandbox.write_requests() == []  # the plan is on screen; nothing was sent
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "bulk_refund_approval.png"))
+    changed = chosen[4]  # a colleague refunds one of them while the plan is on screen
+    sandbox.client().refund(changed["backd_order_id"], changed["merchant_order_id"], "2.00")
 
     page.get_by_placeholder("type the confirmation shown above").fill(word)
     page.wait_for_function("() => [...document.querySelectorAll('button')].some(b => b.textContent.includes('Execute') && !b.disabled)")
@@ -181,9 +186,10 @@ def test_bulk_refund_in_jupyterlab_applies_exactly_the_planned_refunds_once(lab,
     _wait_visible(page, page.locator("text=Done."), "bulk_refund_execute")
     page.screenshot(path=str(SCREENSHOTS / "bulk_refund_results.png"))
 
+    _wait_visible(page, page.locator("text=1 row(s) drifted since the plan and were not sent"), "bulk_refund_drifted")
     per_order = sandbox.writes_per_order("refund")
-    assert dict(per_order) == {o["backd_order_id"]: 1 for o in chosen}
-    assert {r["backd_order_id"] for r in sandbox.write_requests()} == set(per_order)
+    assert dict(per_order) == {o["backd_order_id"]: 1 for o in chosen}  # four of ours, and the colleague's one
+    assert [r["amount"] for r in sandbox.store.find(changed["backd_order_id"])["refunds"]] == [Decimal("2.00")]
     page.close()
 
 

@@ -11,6 +11,8 @@ import backd_ops
 from backd_ops import bulk
 from backd_ops.errors import InputError, ProductionGuardError
 from backd_ops.journal import Journal
+from backd_ops.operations import OPERATIONS
+from backd_ops.plans import request_key
 from backd_ops.sandbox import FaultProfile, run_sandbox
 
 FAULTS = FaultProfile(latency_ms=2, jitter_ms=3, error_before=0.08, rate_limit=0.08, retry_after_s=0.02,
@@ -26,7 +28,8 @@ def live():
 
 @pytest.fixture
 def live_client(live):
-    return live.client(backoff_initial_s=0.005)
+    """Short timeouts keep the settle window (at least the read timeout) short under injected faults."""
+    return live.client(backoff_initial_s=0.005, timeout=(1.0, 1.0))
 
 
 @pytest.fixture
@@ -57,7 +60,7 @@ def test_dry_run_reads_everything_and_writes_nothing(live, live_client):
     frame = refund_input(orders, 20)
     frame.loc[100] = ["BO-UNKNOWN", "M-1", "5.00"]
     frame.loc[101] = [frame.backd_order_id[0], frame.merchant_order_id[0], "2.50"]  # duplicate order
-    frame.loc[2, "refund_amount"] = "1e9"  # over the refundable amount
+    frame.loc[2, "refund_amount"] = "1000000000"  # over the refundable amount
     before = len(live.requests)
     plan = backd_ops.refund_orders(live_client, frame, progress=False)
     assert writes(live) == []
@@ -94,7 +97,7 @@ def test_execute_under_faults_applies_each_row_exactly_once(live, live_client, j
     frame.loc[500] = ["BO-UNKNOWN", "M-1", "5.00"]
     frame.loc[501] = [orders.backd_order_id[0], orders.merchant_order_id[0], "-4"]
     live.set_faults(FAULTS)
-    result = backd_ops.refund_orders(live_client, frame, execute=True, journal=journal, progress=False, settle_s=0.01)
+    result = backd_ops.refund_orders(live_client, frame, execute=True, journal=journal, progress=False, settle_window_s=1.0)
     valid = frame.backd_order_id[:80].tolist()
     assert result.loc[frame.index[:80], "outcome"].eq("done").all(), result[result.outcome != "done"].message.tolist()
     assert result.loc[[500, 501], "outcome"].tolist() == ["invalid", "invalid"]
@@ -111,8 +114,8 @@ def test_execute_under_faults_applies_each_row_exactly_once(live, live_client, j
     again = backd_ops.refund_orders(live_client, frame, execute=True, journal=journal, progress=False)
     assert len(writes(live)) == writes_before
     assert again.loc[frame.index[:80], "outcome"].eq("already_done").all()
-    runs = journal.runs()
-    assert len(runs) == 2 and runs.resumed_from.iloc[0] == runs.run_id.iloc[1]
+    first_run = result.attrs["backd_result"]["run_id"]
+    assert again.loc[frame.index[:80], "message"].str.endswith(f"(done by run {first_run})").all()
 
 
 def test_journal_and_result_agree(live, live_client, journal):
@@ -131,7 +134,7 @@ def test_every_operation_executes_once_and_reruns_as_already_done(live, live_cli
     orders = orders_frame(live_client, live)
     frame = _input_for(operation, orders)
     live.set_faults(FAULTS)
-    result = bulk.run_operation(live_client, operation, frame, execute=True, journal=journal, progress=False, settle_s=0.01)
+    result = bulk.run_operation(live_client, operation, frame, execute=True, journal=journal, progress=False, settle_window_s=1.0)
     assert result.outcome.eq("done").all(), result[result.outcome != "done"].message.tolist()
     endpoint = bulk.OPERATIONS[operation].endpoint
     assert set(live.writes_per_order(endpoint).values()) == {1}
@@ -186,19 +189,20 @@ def test_wrong_state_rows_are_invalid_and_never_sent(live, live_client, journal)
 def test_uncertain_prior_intent_is_settled_by_reading_back(live, live_client, journal):
     """A run killed between 'intent written' and 'outcome written' resumes without a second write."""
     frame = refund_input(orders_frame(live_client, live), 4)
+    plan = backd_ops.refund_orders(live_client, frame, progress=False)
+    claim = journal.claim(plan.backd.plan_id, live_client.account)
+    journal.start_run(claim, operation="refund", account=live_client.account, rows=len(plan))
+    first = frame.iloc[0]
+    journal.record_intent(claim, 0, operation="refund", backd_order_id=first.backd_order_id, amount="1.01",
+                          request={}, request_key=request_key(OPERATIONS["refund"], {**first.to_dict(), "refund_amount": Decimal("1.01")}),
+                          status_before="order_confirmed")
     live.script_faults("refund", ["drop_after_apply"])
-    live_client_no_settle = live.client(max_retries=0)
-    rows = bulk.validate_frame(frame, bulk.OPERATIONS["refund"])
-    identity = bulk._identity(live_client_no_settle, bulk.OPERATIONS["refund"], rows)
-    run_id = journal.start_run(operation="refund", environment="sandbox", base_url=live.base_url, public_key=live.public_key,
-                               fingerprint=identity["fingerprint"], rows=len(rows))
-    first = rows[0]
-    journal.record_intent(run_id, 0, backd_order_id=first.backd_order_id, request={}, status_before="order_confirmed")
     with pytest.raises(backd_ops.NetworkError):  # the write lands, the answer is lost, the process "dies"
-        live_client_no_settle.refund(first.backd_order_id, first.values["merchant_order_id"], first.values["refund_amount"])
-    assert journal.prior_actions(**identity)[0].outcome is None
-    resumed = backd_ops.refund_orders(live_client, frame, execute=True, journal=journal, progress=False)
+        live.client(max_retries=0).refund(first.backd_order_id, first.merchant_order_id, first.refund_amount)
+    journal.release(claim)  # what the dead process's claim amounts to: nothing holds the plan any more
+    resumed = backd_ops.execute_plan(live_client, plan, journal=journal, progress=False, settle_window_s=1.0)
     assert resumed.outcome.tolist() == ["already_done", "done", "done", "done"]
+    assert resumed.message[0].endswith(f"done by run {claim.run_id}")
     assert set(live.writes_per_order("refund").values()) == {1}
 
 
@@ -249,7 +253,8 @@ def test_reads_csv_with_spreadsheet_row_numbers(live, live_client, tmp_path):
         ("0", "must be greater than 0"),
         ("1.001", "more than 2 decimals"),
         (float("inf"), "not a finite amount"),
-        ("1e30", "too large"),
+        ("1e30", "scientific notation"),
+        ("99999999999999", "too large"),
         (True, "is not an amount"),
     ],
 )
@@ -322,12 +327,14 @@ def test_one_429_pauses_every_worker(live):
 
 
 def test_unsettled_write_is_uncertain_then_settled_by_a_rerun(live, journal):
-    client = live.client(max_retries=0, backoff_initial_s=0.001)
+    client = live.client(max_retries=0, backoff_initial_s=0.001, timeout=(0.5, 0.5))
     frame = refund_input(orders_frame(live.client(), live), 1)
     live.script_faults("refund", ["drop_after_apply"])
-    live.script_faults("find_order", [None] + ["error_before"] * bulk.SETTLE_READS)  # the plan's read, then every read-back
-    first = backd_ops.refund_orders(client, frame, execute=True, journal=journal, progress=False, settle_s=0)
-    assert first.outcome.tolist() == ["uncertain"] and "re-run the same input" in first.message[0]
+    live.script_faults("find_order", [None, None])  # the plan's read and the read before writing; then every read-back fails
+    live.set_faults(FaultProfile(error_before=1.0), endpoint="find_order")
+    first = backd_ops.refund_orders(client, frame, execute=True, journal=journal, progress=False, settle_window_s=0.5)
+    live.set_faults(None, endpoint="find_order")
+    assert first.outcome.tolist() == ["uncertain"] and "run the plan again to settle it" in first.message[0]
     assert not first.backd.all_settled
     again = backd_ops.refund_orders(client, frame, execute=True, journal=journal, progress=False)
     assert again.outcome.tolist() == ["already_done"]

@@ -50,8 +50,8 @@ def run_chaos(operation: str, rows: int, tmp_path, seed: int) -> dict:
         frame, intended = build_input(operation, sb.store, rows)
         journal = Journal(tmp_path / f"{operation}.sqlite")
         sb.set_faults(FaultProfile(**CHAOS, seed=seed))
-        result = bulk.run_operation(sb.client(backoff_initial_s=0.005), operation, frame, execute=True, journal=journal,
-                                    progress=False, settle_s=0.01)
+        client = sb.client(backoff_initial_s=0.005, timeout=(1.0, 1.0))  # the settle window is at least the read timeout
+        result = bulk.run_operation(client, operation, frame, execute=True, journal=journal, progress=False, settle_window_s=1.0)
         sb.set_faults(None)
         requests, faults = len(sb.requests), dict(sb.stats()["faults"])
         writes = sb.writes_per_order(endpoint)
@@ -74,7 +74,7 @@ def _violations(frame, result, intended, writes, journal, store) -> list[str]:
     found += [f"{i}: final state is not the intended one" for i, check in intended.items() if not check(store.find(i))]
     found += [f"{i}: {n} accepted writes" for i, n in writes.items() if n != 1]
     found += [f"{i}: never written" for i in intended if writes[i] == 0]
-    actions = journal.actions(result["run_id"].iloc[0])
+    actions = journal.actions(result.attrs["backd_result"]["run_id"])
     if actions.outcome.tolist() != result.outcome.astype(str).tolist():
         found.append("the journal and the result frame disagree")
     return found

@@ -16,7 +16,7 @@ def test_every_command_has_help():
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices  # noqa: SLF001 - argparse keeps them here
     assert set(commands) == {"sandbox", "find", "refund", "cancel", "confirm", "delete-refund", "update", "place",
-                             "reconcile", "journal", "run", "demo"}
+                             "approve", "execute", "undo", "reconcile", "journal", "run", "demo"}
     for name in commands:
         with pytest.raises(SystemExit) as info:
             main([name, "--help"])
@@ -57,7 +57,7 @@ def test_exit_codes(env_sandbox, tmp_path, monkeypatch, capsys):
     placed = tmp_path / "placed.csv"
     placed.write_text("backd_order_id\nBO-DEMO-000003\n")
     assert main(["cancel", "--file", str(placed), "--execute", "--progress", "off"]) == 3  # production guard
-    assert "confirm_production" in capsys.readouterr().err
+    assert "--confirm-production" in capsys.readouterr().err  # the CLI names its flag, not the Python argument
     assert env_sandbox.write_requests() == []
 
 
@@ -102,3 +102,26 @@ def test_run_puts_the_executed_notebook_beside_its_reports(env_sandbox, tmp_path
     monkeypatch.chdir(tmp_path)
     code = main(["run", "order_lookup", "-p", "order_ids", '["BO-DEMO-000001"]', "-p", "backend", "env"])
     assert code == 0 and list((tmp_path / "out").glob("order_lookup-*.ipynb"))
+
+
+def test_save_approve_execute_and_undo_a_plan(env_sandbox, tmp_path, capsys, monkeypatch):
+    orders = [env_sandbox.store.find(i) for i in env_sandbox.store.ids()]
+    chosen = [o for o in orders if o["status"] == "order_confirmed" and not o["refunds"]][:3]
+    path, plan = tmp_path / "refunds.csv", tmp_path / "plan.json"
+    pd.DataFrame({"backd_order_id": [o["backd_order_id"] for o in chosen], "merchant_order_id": [o["merchant_order_id"] for o in chosen],
+                  "refund_amount": "4,50"}).to_csv(path, index=False)
+    assert main(["refund", "--file", str(path), "--progress", "off"]) == 1  # a decimal comma, not declared: every row invalid
+    assert "pass --decimal-comma" in capsys.readouterr().out
+    assert main(["refund", "--file", str(path), "--decimal-comma", "--save-plan", str(plan), "--progress", "off"]) == 0
+    out = capsys.readouterr().out
+    assert "Backd sandbox at 127.0.0.1:" in out and "Refund 3 orders, $13.50" in out and "DRY RUN" in out
+    monkeypatch.setenv("BACKD_OPS_APPROVERS_REQUIRED", "1")
+    assert main(["execute", str(plan), "--progress", "off"]) == 3  # the policy asks for an approval
+    assert "needs 1 approver(s) and has 0" in capsys.readouterr().err and env_sandbox.write_requests() == []
+    assert main(["approve", str(plan), "--as", "maria"]) == 0 and "approvals: maria at" in capsys.readouterr().out
+    assert main(["execute", str(plan), "--progress", "off"]) == 0
+    run_id = capsys.readouterr().out.split("journal run ")[1].split()[0]
+    assert len(env_sandbox.write_requests()) == 3
+    assert main(["undo", run_id, "--progress", "off"]) == 0 and "Decline the refund on 3 orders, $13.50" in capsys.readouterr().out
+    assert main(["undo", run_id, "--execute", "--as", "maria", "--progress", "off"]) == 0
+    assert [r["status"] for o in chosen for r in env_sandbox.store.find(o["backd_order_id"])["refunds"]] == ["declined"] * 3

@@ -45,7 +45,7 @@ def _worker(sandbox, *args: str, wait: bool = True) -> subprocess.Popen:
 
 
 def _assert_resumed_cleanly(sandbox, client, source: Path, journal_path: Path, frame: pd.DataFrame) -> pd.DataFrame:
-    resumed = backd_ops.refund_orders(client, source, execute=True, journal=journal_path, progress=False, settle_s=0.01)
+    resumed = backd_ops.refund_orders(client, source, execute=True, journal=journal_path, progress=False, settle_window_s=1.0)
     assert resumed.outcome.isin(["done", "already_done"]).all(), resumed[~resumed.outcome.isin(["done", "already_done"])]
     per_order = sandbox.writes_per_order("refund")
     assert {i: per_order[i] for i in frame.backd_order_id} == {i: 1 for i in frame.backd_order_id}
@@ -65,7 +65,7 @@ def test_kill_at_the_worst_moment_then_resume(crash_sandbox, tmp_path, point):
     actions = journal.actions()
     in_doubt = actions[actions.outcome.isna()]
     assert len(in_doubt) >= 1  # at least one row was left with an intent and no outcome
-    resumed = _assert_resumed_cleanly(crash_sandbox, crash_sandbox.client(), source, journal_path, frame)
+    resumed = _assert_resumed_cleanly(crash_sandbox, crash_sandbox.client(timeout=(1.0, 1.0)), source, journal_path, frame)
     # Never sent before the kill → sent now; applied before the kill → recognised, not sent again.
     # (Other workers' rows in flight at the kill may be either.)
     expected = "done" if point == "after_intent" else "already_done"
@@ -86,7 +86,7 @@ def test_kill_at_a_random_moment_then_resume(tmp_path, trial, capsys):
         proc.kill()
         proc.wait(timeout=30)
         written_before = len(sandbox.writes_per_order("refund"))
-        resumed = _assert_resumed_cleanly(sandbox, sandbox.client(), source, journal_path, frame)
+        resumed = _assert_resumed_cleanly(sandbox, sandbox.client(timeout=(1.0, 1.0)), source, journal_path, frame)
     with capsys.disabled():
         print(f"\ncrash trial {trial}: killed after {delay:.2f}s with {written_before}/{len(frame)} refunds applied; "
               f"resume: {resumed.outcome.value_counts()[lambda s: s > 0].to_dict()}, double writes 0")

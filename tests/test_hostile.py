@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from backd_ops import bulk
 from backd_ops.errors import InputError
+from backd_ops.operations import validate_frame
 from backd_ops.sandbox import run_sandbox
 from backd_ops.tables import neutralize_formulas, write_csv
 
@@ -51,12 +52,12 @@ def test_hostile_frames_for_every_operation(sandbox, operation):
             assert str(exc) and "Traceback" not in str(exc)
             return
         assert len(plan) == len(frame) and plan.index.tolist() == frame.index.tolist()
-        assert plan.outcome.isin(["planned", "already_done", "invalid", "failed"]).all()
+        assert plan.outcome.isin(["planned", "already_done", "drifted", "invalid", "failed"]).all()
         invalid = plan[(plan.outcome == "invalid") & plan.column.notna()]
         assert invalid.message.str.startswith("row ").all()
         new = sandbox.requests[seen:]
         assert all(r["method"] == "GET" for r in new)  # a dry run never writes
-        valid_ids = {row.backd_order_id for row in bulk.validate_frame(frame.astype(object), op) if row.error is None}
+        valid_ids = {row.backd_order_id for row in validate_frame(frame.astype(object), op) if row.error is None}
         assert {r["backd_order_id"] for r in new} <= valid_ids  # no request for an invalid row
         exported = neutralize_formulas(plan)
         for column in exported.select_dtypes(include=["object", "string"]).columns:

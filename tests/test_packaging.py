@@ -30,11 +30,13 @@ def test_environment_yml_declares_the_same_dependencies_as_pyproject():
 
 def test_public_api_is_pinned():
     assert backd_ops.__all__ == [
-        "APIError", "AuthenticationError", "BackdClient", "BackdError", "ConfigurationError", "FindingsError", "InputError",
-        "InvalidRequestError", "NetworkError", "NotFoundError", "Order", "OrderStateError", "OrderStatus", "ProductionGuardError",
-        "RateLimitError", "Refund", "RefundStatus", "RequestTimeout", "ServerError", "Journal", "LedgerError", "Reconciliation",
-        "cancel_orders", "confirm_orders", "connect", "delete_refunds", "fetch_orders", "find_orders", "load_ledger", "place_orders",
-        "read_table", "reconcile", "refund_orders", "run_operation", "summarize_outcomes", "update_orders",
+        "APIError", "ApprovalError", "ApprovalPolicy", "AuthenticationError", "BackdClient", "BackdError", "ConcurrentRunError",
+        "ConfigurationError", "FindingsError", "InputError", "InvalidRequestError", "NetworkError", "NotFoundError", "Order",
+        "OrderStateError", "OrderStatus", "PlanAccountError", "PlanError", "ProductionGuardError", "RateLimitError", "Refund",
+        "RefundStatus", "RequestTimeout", "ServerError", "Journal", "LedgerError", "Reconciliation", "approve_plan",
+        "cancel_orders", "confirm_orders", "connect", "delete_refunds", "execute_plan", "fetch_orders", "find_orders",
+        "load_ledger", "load_plan", "parse_amount", "place_orders", "read_table", "reconcile", "refund_orders", "run_operation",
+        "summarize_outcomes", "undo_run", "update_orders",
     ]
     for name in backd_ops.__all__:
         assert getattr(backd_ops, name) is not None

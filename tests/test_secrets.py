@@ -29,16 +29,22 @@ def test_every_artifact_of_a_full_flow_is_free_of_the_secret(tmp_path, monkeypat
         with run_sandbox(orders=120, secret_key=OTHER_SECRET) as sb:
             for name, value in sb.env().items():
                 monkeypatch.setenv(name, value)
-            client = backd_ops.connect()
+            client = backd_ops.connect(timeout=(1.0, 1.0))
             texts += [repr(client), str(client.settings), repr(client._session.auth), str(vars(client))]
             orders = backd_ops.find_orders(client, sb.store.ids(), progress=False)
             confirmed = orders[(orders.status == "order_confirmed") & orders.active_refund_amount.isna()].head(10)
             frame = pd.DataFrame({"backd_order_id": confirmed.backd_order_id, "merchant_order_id": confirmed.merchant_order_id,
                                   "refund_amount": "1.00"})
             sb.set_faults(FaultProfile(error_before=0.2, drop_after_apply=0.2, error_after_apply=0.1, seed=3))
-            result = backd_ops.refund_orders(client, frame, execute=True, journal=tmp_path / "journal.sqlite", progress=False, settle_s=0)
+            result = backd_ops.refund_orders(client, frame, execute=True, journal=tmp_path / "journal.sqlite", progress=False,
+                                              settle_window_s=1.0)
             sb.set_faults(None)
             result.to_csv(tmp_path / "result.csv")
+            result.backd.to_csv(tmp_path / "result_for_people.csv")
+            plan = backd_ops.refund_orders(client, frame, progress=False)
+            plan.backd.save(tmp_path / "plan.json")
+            backd_ops.approve_plan(tmp_path / "plan.json", "maria", journal=tmp_path / "journal.sqlite")
+            texts.append(repr(plan.attrs))
             texts.append(result.to_string())
             rows, _ = demo_ledger([sb.store.find(i) for i in sb.store.ids()])
             rec = backd_ops.reconcile(pd.DataFrame(rows), client=client, column_map=DEMO_COLUMN_MAP, progress=False)

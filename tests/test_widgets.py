@@ -32,6 +32,7 @@ def test_approval_cannot_execute_without_the_typed_confirmation(live, tmp_path):
     panel.plan_button.click()
     assert panel.plan is not None and live.write_requests() == []
     assert "Refund 6 orders, $75.00, locks at 17:00" in panel.approval.value and "Not sent: 1 invalid" in panel.approval.value
+    assert f">{panel.plan.backd.plan_id[:12]}</code>" in panel.approval.value
     assert panel.execute_button.disabled
     panel.confirm.value = "refund 6"  # wrong case: not the word
     assert panel.execute_button.disabled
@@ -44,6 +45,36 @@ def test_approval_cannot_execute_without_the_typed_confirmation(live, tmp_path):
     assert set(live.writes_per_order("refund").values()) == {1} and len(live.writes_per_order("refund")) == 6
     assert panel.execute_button.disabled and panel.confirm.value == ""  # no second click on the same approval
     assert "run <code>" in panel.result_output.outputs[0]["data"]["text/html"]
+
+
+def test_the_panel_executes_the_plan_it_displayed_and_says_what_drifted(live, tmp_path):
+    """Shown: refund 2, the third not confirmed. Meanwhile the third is confirmed and one planned order changes.
+    Executing sends only what was displayed and still holds: one refund; the changed row is drifted."""
+    frame = refund_input(live, 2)
+    placed = next(i for i in live.store.ids() if live.store.find(i)["status"] == "order_placed")
+    frame.loc[2] = [placed, live.store.find(placed)["merchant_order_id"], "12.50"]
+    client = live.client()
+    panel = BulkRunPanel(client, "refund", source=frame, journal=tmp_path / "j.sqlite")
+    panel.make_plan()
+    assert "Refund 2 orders, $25.00" in panel.approval.value and "Not sent: 1 invalid" in panel.approval.value
+    client.confirm_order(placed)  # a colleague, while the plan is on screen
+    client.refund(frame.backd_order_id[1], frame.merchant_order_id[1], "3.00")
+    panel.confirm.value = "REFUND 2"
+    result = panel.execute()
+    assert result.outcome.tolist() == ["done", "drifted", "invalid"]
+    assert "active refund is now $3.00 (was none)" in result.message[1]
+    assert dict(live.writes_per_order("refund")) == {frame.backd_order_id[0]: 1, frame.backd_order_id[1]: 1}  # ours, and the colleague's
+    assert "1 row(s) drifted since the plan and were not sent" in panel.result_output.outputs[0]["data"]["text/html"]
+
+
+def test_a_saved_plan_opens_in_the_panel(live, tmp_path):
+    import backd_ops
+
+    plan = backd_ops.refund_orders(live.client(), refund_input(live, 2), progress=False)
+    panel = BulkRunPanel(live.client(), plan=backd_ops.load_plan(plan.backd.save(tmp_path / "plan.json")), journal=tmp_path / "j.sqlite")
+    assert panel.operation == "refund" and "Refund 2 orders, $25.00" in panel.approval.value
+    panel.confirm.value = "REFUND 2"
+    assert panel.execute().outcome.eq("done").all()
 
 
 def test_approval_text_and_confirmation_word_are_plain_functions():

@@ -13,10 +13,13 @@ from .bulk import (
     update_orders,
 )
 from .client import BackdClient, connect
+from .config import ApprovalPolicy
 from .errors import (
     APIError,
+    ApprovalError,
     AuthenticationError,
     BackdError,
+    ConcurrentRunError,
     ConfigurationError,
     FindingsError,
     InputError,
@@ -24,22 +27,31 @@ from .errors import (
     NetworkError,
     NotFoundError,
     OrderStateError,
+    PlanAccountError,
+    PlanError,
     ProductionGuardError,
     RateLimitError,
     RequestTimeout,
     ServerError,
 )
+from .execution import execute_plan
 from .journal import Journal
 from .ledger import LedgerError, load_ledger
 from .models import Order, OrderStatus, Refund, RefundStatus
+from .money import parse_amount
+from .plans import approve_plan, load_plan
 from .reconcile import Reconciliation, reconcile
 from .tables import read_table
+from .undo import undo_run
 
 __all__ = [
     "APIError",
+    "ApprovalError",
+    "ApprovalPolicy",
     "AuthenticationError",
     "BackdClient",
     "BackdError",
+    "ConcurrentRunError",
     "ConfigurationError",
     "FindingsError",
     "InputError",
@@ -49,6 +61,8 @@ __all__ = [
     "Order",
     "OrderStateError",
     "OrderStatus",
+    "PlanAccountError",
+    "PlanError",
     "ProductionGuardError",
     "RateLimitError",
     "Refund",
@@ -58,18 +72,23 @@ __all__ = [
     "Journal",
     "LedgerError",
     "Reconciliation",
+    "approve_plan",
     "cancel_orders",
     "confirm_orders",
     "connect",
     "delete_refunds",
+    "execute_plan",
     "fetch_orders",
     "find_orders",
     "load_ledger",
+    "load_plan",
+    "parse_amount",
     "place_orders",
     "read_table",
     "reconcile",
     "refund_orders",
     "run_operation",
     "summarize_outcomes",
+    "undo_run",
     "update_orders",
 ]

@@ -26,8 +26,20 @@ import pandas as pd
 
 from . import bulk
 from .client import BackdClient
-from .errors import AuthenticationError, BackdError, ConfigurationError, InputError, ProductionGuardError
+from .errors import (
+    ApprovalError,
+    AuthenticationError,
+    BackdError,
+    ConcurrentRunError,
+    ConfigurationError,
+    InputError,
+    ProductionGuardError,
+    set_option_style,
+)
+from .execution import execute_plan, guard_production
 from .journal import Journal
+from .plans import approve_plan, load_plan, make_plan, plan_sentence, summarize_outcomes
+from .undo import undo_run
 from .locking import CHICAGO
 from .progress import PROGRESS_ENV
 from .reconcile import KINDS
@@ -45,9 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return EXIT_INPUT
+    set_option_style("cli")  # messages name --flags, not Python arguments
     try:
         return args.handler(args)
-    except (ConfigurationError, AuthenticationError, ProductionGuardError) as exc:
+    except (ConfigurationError, AuthenticationError, ProductionGuardError, ApprovalError, ConcurrentRunError) as exc:
         print(f"backd-ops: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except InputError as exc:
@@ -59,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("backd-ops: interrupted; re-run the same command to resume (nothing is applied twice)", file=sys.stderr)
         return 130
+    finally:
+        set_option_style("python")  # main() is also called in-process (tests, notebooks)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_find(commands)
     for name, operation in _OPERATION_COMMANDS.items():
         _add_operation(commands, name, operation)
+    _add_approve(commands)
+    _add_execute(commands)
+    _add_undo(commands)
     _add_reconcile(commands)
     _add_journal(commands)
     _add_run(commands)
@@ -152,31 +170,123 @@ def _find(args: argparse.Namespace) -> int:
 
 
 def _add_operation(commands: Any, name: str, operation: str) -> None:
-    p = commands.add_parser(name, help=f"bulk {operation} from a file (dry run unless --execute)",
-                            description=f"Bulk {operation}: a dry run unless --execute. Re-running resumes; nothing is applied twice.")
+    p = commands.add_parser(name, help=f"bulk {operation} from a file (a plan unless --execute)",
+                            description=f"Bulk {operation}: makes the plan (every order read, nothing sent) and prints it; "
+                                        "--save-plan keeps it for review, approval (backd-ops approve) and backd-ops execute; "
+                                        "--execute carries it out now. Re-running never applies anything twice.")
     p.add_argument("--file", type=Path, required=True, help="CSV/XLSX/Parquet input")
-    p.add_argument("--execute", action="store_true", help="send the writes (default: dry run)")
+    p.add_argument("--save-plan", type=Path, default=None, metavar="PLAN.json", help="write the plan as JSON (no secret in it)")
+    p.add_argument("--execute", action="store_true", help="execute the plan now (default: plan only)")
+    if bulk.OPERATIONS[operation].amounts:
+        p.add_argument("--decimal-comma", action="store_true", help="amounts are written 1.234,50 (decimal comma)")
+    p.add_argument("--resend", action="store_true", help="plan again rows a past run did that Backd no longer shows")
+    _add_execute_options(p)
+    p.set_defaults(handler=_operation, operation=operation)
+
+
+def _add_execute_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--as", dest="approved_by", default=None, metavar="NAME", help="record your approval as NAME when executing")
     p.add_argument("--confirm-production", action="store_true", help="required to execute against production")
     p.add_argument("--journal", type=Path, default=None, help="SQLite journal (default ~/.backd_ops/journal.sqlite)")
     p.add_argument("--max-rps", type=float, default=None)
     _add_common(p)
-    p.set_defaults(handler=_operation, operation=operation)
 
 
 def _operation(args: argparse.Namespace) -> int:
-    result = bulk.run_operation(BackdClient.from_env(), args.operation, args.file, execute=args.execute, journal=args.journal,
-                                max_workers=args.max_workers, max_rps=args.max_rps, progress=_progress(args),
-                                confirm_production=args.confirm_production)
-    print(("EXECUTED" if args.execute else "DRY RUN (nothing sent; add --execute to apply)") + f": {args.operation}")
-    _show(bulk.summarize_outcomes(result))
-    attention = result.backd.needs_attention()
+    client = BackdClient.from_env()
+    _header(client)
+    if args.execute:
+        guard_production(client, args.confirm_production)  # before any request
+    plan = make_plan(client, args.operation, args.file, journal=args.journal, max_workers=args.max_workers, progress=_progress(args),
+                     decimal="," if getattr(args, "decimal_comma", False) else ".", resend=args.resend)
+    print(f"PLAN {plan.backd.plan_id[:12]}: {plan_sentence(plan)}")
+    if args.save_plan:
+        print(f"plan saved: {plan.backd.save(args.save_plan)} (approve: backd-ops approve {args.save_plan} --as NAME; "
+              f"execute: backd-ops execute {args.save_plan})")
+    if not args.execute:
+        print("DRY RUN: nothing was sent (add --execute to apply, or save, approve and execute the plan)")
+        return _report(plan, args.out)
+    return _execute(client, plan, args)
+
+
+def _execute(client: BackdClient, plan: pd.DataFrame, args: argparse.Namespace) -> int:
+    result = execute_plan(client, plan, approved_by=args.approved_by, journal=args.journal, max_workers=args.max_workers,
+                          progress=_progress(args), confirm_production=args.confirm_production, max_rps=args.max_rps)
+    print(f"EXECUTED plan {plan.backd.plan_id[:12]}: journal run {result.attrs['backd_result']['run_id']}")
+    return _report(result, args.out)
+
+
+def _report(frame: pd.DataFrame, out: Path | None) -> int:
+    _show(summarize_outcomes(frame))
+    attention = frame.backd.needs_attention()
     if len(attention):
         print("\nRows that need attention:")
         _show(attention[["backd_order_id", "outcome", "message"]])
-    if args.execute and len(result):
-        print(f"\njournal run {result['run_id'].iloc[0]}")
-    _save(result, args.out)
+    _save(frame, out)
     return EXIT_ATTENTION if len(attention) else EXIT_OK
+
+
+def _header(client: BackdClient) -> None:
+    print(f"Backd {client.account.describe()} ({client.account.base_url})")
+
+
+# -- plans: approve, execute, undo ----------------------------------------------------------------------------------------
+def _add_approve(commands: Any) -> None:
+    p = commands.add_parser("approve", help="approve a saved plan", description="Record your approval in the plan file and the journal.")
+    p.add_argument("plan", type=Path, metavar="PLAN.json")
+    p.add_argument("--as", dest="approved_by", required=True, metavar="NAME", help="who approves (e.g. your email)")
+    p.add_argument("--journal", type=Path, default=None)
+    p.set_defaults(handler=_approve)
+
+
+def _approve(args: argparse.Namespace) -> int:
+    plan = approve_plan(args.plan, args.approved_by, journal=args.journal)
+    info = plan.backd.info
+    print(f"approved plan {info.plan_id[:12]} ({info.operation}, made by {info.created_by} at {info.created_at}): {plan_sentence(plan)}")
+    print("approvals: " + ", ".join(f"{a.approved_by} at {a.approved_at}" for a in info.approvals))
+    return EXIT_OK
+
+
+def _add_execute(commands: Any) -> None:
+    p = commands.add_parser("execute", help="execute a saved plan", description="Execute exactly the planned rows of a saved plan; "
+                            "rows whose order changed since the plan are reported as drifted and not sent.")
+    p.add_argument("plan", type=Path, metavar="PLAN.json")
+    _add_execute_options(p)
+    p.set_defaults(handler=_execute_saved)
+
+
+def _execute_saved(args: argparse.Namespace) -> int:
+    plan = load_plan(args.plan)
+    client = BackdClient.from_env()
+    _header(client)
+    print(f"PLAN {plan.backd.plan_id[:12]}: {plan_sentence(plan)}")
+    return _execute(client, plan, args)
+
+
+def _add_undo(commands: Any) -> None:
+    p = commands.add_parser("undo", help="decline the refunds a run created, before they lock",
+                            description="Plan (and with --execute, execute) declining the refunds RUN_ID created that are "
+                                        "still the active, unlocked request with the amount it set.")
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument("--execute", action="store_true")
+    p.add_argument("--save-plan", type=Path, default=None, metavar="PLAN.json")
+    _add_execute_options(p)
+    p.set_defaults(handler=_undo)
+
+
+def _undo(args: argparse.Namespace) -> int:
+    client = BackdClient.from_env()
+    _header(client)
+    if args.execute:
+        guard_production(client, args.confirm_production)
+    plan = undo_run(client, args.run_id, journal=args.journal, max_workers=args.max_workers, progress=_progress(args))
+    print(f"UNDO PLAN {plan.backd.plan_id[:12]}: {plan_sentence(plan)}")
+    if args.save_plan:
+        print(f"plan saved: {plan.backd.save(args.save_plan)}")
+    if not args.execute:
+        print("DRY RUN: nothing was sent (add --execute to decline these refunds)")
+        return _report(plan, args.out)
+    return _execute(client, plan, args)
 
 
 # -- reconcile -------------------------------------------------------------------------------------------------------
@@ -187,6 +297,7 @@ def _add_reconcile(commands: Any) -> None:
     p.add_argument("--snapshot", type=Path, default=None, help="offline: a saved backd_snapshot.parquet instead of reading Backd")
     p.add_argument("--column-map", type=json.loads, default=None, help='JSON, e.g. \'{"Order #": "merchant_order_id"}\'')
     p.add_argument("--status-map", type=json.loads, default=None, help='JSON, e.g. \'{"dispatched": "order_confirmed"}\'')
+    p.add_argument("--decimal-comma", action="store_true", help="the ledger's amounts are written 1.234,50 (decimal comma)")
     p.add_argument("--tolerance", default="0.01")
     p.add_argument("--stale-days", type=float, default=14)
     p.add_argument("--lock-window-hours", type=float, default=24)
@@ -202,7 +313,7 @@ def _reconcile(args: argparse.Namespace) -> int:
     client = None if args.snapshot else BackdClient.from_env()
     rec = reconcile(args.ledger, args.snapshot, client=client, tolerance=args.tolerance, stale_days=args.stale_days,
                     lock_window_hours=args.lock_window_hours, column_map=args.column_map, status_map=args.status_map,
-                    max_workers=args.max_workers, progress=_progress(args))
+                    max_workers=args.max_workers, progress=_progress(args), decimal="," if args.decimal_comma else ".")
     files = rec.save(args.out)
     print(repr(rec))
     _show(rec.summary)
@@ -223,7 +334,9 @@ def _journal(args: argparse.Namespace) -> int:
     if args.run_id:
         _show(journal.actions(args.run_id)[["row_label", "backd_order_id", "outcome", "message", "intent_at", "finished_at"]])
     else:
-        _show(journal.runs()[["run_id", "operation", "environment", "rows", "started_at", "finished_at", "counts"]])
+        runs = journal.runs()
+        runs["plan_id"] = runs["plan_id"].str.slice(0, 12)
+        _show(runs[["run_id", "plan_id", "operation", "environment", "rows", "user", "started_at", "finished_at", "counts"]])
     return EXIT_OK
 
 

@@ -57,11 +57,13 @@ NOTEBOOK_PARAMETERS: dict[str, dict[str, Param]] = {
         "operation": Param((str,), "refund, cancel, confirm, delete_refund, update or place",
                            ("refund", "cancel", "confirm", "delete_refund", "update", "place")),
         "input_path": Param((str,), 'CSV/XLSX of rows; "" builds a small demo input from the sandbox'),
-        "execute": Param((bool,), "True executes without the approval panel (scheduled/one-off runs)"),
+        "plan_path": Param((str,), 'a saved (approved) plan to execute instead of planning input_path; "" plans input_path'),
+        "execute": Param((bool,), "True executes the plan without the approval panel (scheduled/one-off runs)"),
         "journal_path": Param((str,), 'SQLite journal; "" = the default (~/.backd_ops/journal.sqlite or $BACKD_OPS_JOURNAL)'),
         "out_dir": Param((str,), "where the plan and results CSVs go"),
         "max_workers": Param((int,), "concurrent requests"),
         "confirm_production": Param((bool,), "needed to execute against production"),
+        "decimal_comma": Param((bool,), "amounts in the input are written 1.234,50"),
     },
     "order_lookup": {
         **_COMMON,
@@ -203,6 +205,18 @@ def demo_bulk_input(session: Session, operation: str, *, rows: int = 8) -> pd.Da
         chosen = chosen[chosen["active_refund_locked_at"] > pd.Timestamp.now(tz="America/Chicago")]
     columns = ["backd_order_id"] if operation == "cancel" else ["backd_order_id", "merchant_order_id"]
     return chosen[columns].head(rows).reset_index(drop=True)
+
+
+def saved_plan(path: str, operation: str) -> pd.DataFrame:
+    """A saved plan for the notebook's ``operation`` (a refund notebook does not execute a cancel plan by mistake)."""
+    from .plans import load_plan
+
+    plan = load_plan(path)
+    made_for = plan.backd.info.operation
+    if made_for != operation:
+        raise InputError(f"plan_path {path} is a {made_for} plan, and this notebook's operation is {operation}: "
+                         f"set operation = {made_for!r} or use the {made_for} notebook")
+    return plan
 
 
 def show_charts(charts: Mapping[str, str]) -> None:

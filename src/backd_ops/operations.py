@@ -1,17 +1,16 @@
-"""The bulk operations as pure rules: the columns each takes, input validation, and per-row planning.
+"""The bulk operations as pure rules: the columns each takes, input validation, per-row planning and drift.
 
 No network here. ``plan_*`` functions look at one input row and the order as Backd has it now and say
 what a write would do: ``planned``, ``already_done`` or ``invalid`` (with the column at fault). The same
 rule settles an ambiguous write: after reading the order back, ``already_done`` means it was applied.
+:class:`OrderState` is what a row was planned against; :func:`describe_drift` says, in words, what changed.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Callable
@@ -20,26 +19,105 @@ import pandas as pd
 
 from .errors import InputError
 from .locking import refund_locked_at
-from .models import AMOUNT_FIELDS, Order, OrderStatus, RefundStatus, format_money, parse_amount
+from .models import AMOUNT_FIELDS, Order, OrderStatus, RefundStatus, format_money
+from .money import parse_amount
 
-__all__ = ["OPERATIONS", "Operation", "RowInput", "Verdict", "fingerprint", "validate_frame"]
+__all__ = ["OPERATIONS", "Operation", "OrderState", "RowInput", "Verdict", "describe_drift", "validate_frame"]
 
-PLANNED, ALREADY_DONE, INVALID = "planned", "already_done", "invalid"
+PLANNED, ALREADY_DONE, INVALID, DRIFTED = "planned", "already_done", "invalid", "drifted"
 _BACKD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _MERCHANT_ID = re.compile(r"^[^=+@\x00-\x1f\x7f][^\x00-\x1f\x7f]{0,127}$")
 
 
 @dataclass(frozen=True)
+class OrderState:
+    """What a row was planned against: the parts of an order a bulk write depends on.
+
+    Execution compares it with a fresh read; any difference is drift and nothing is sent.
+    """
+
+    status: str
+    merchant_order_id: str | None
+    merchant_order_status: str | None
+    order_total: Decimal
+    cart_amount: Decimal
+    tax_amount: Decimal
+    shipping_amount: Decimal
+    discount_amount: Decimal
+    active_refund_amount: Decimal | None
+    active_refund_status: str | None
+    active_refund_locked_at: datetime | None
+    refundable_amount: Decimal
+
+    @classmethod
+    def of(cls, order: Order) -> OrderState:
+        """The state of ``order`` as Backd returned it.
+
+        Examples
+        --------
+        >>> OrderState.of(Order.from_wire({"backd_order_id": "BO-1", "status": "order_confirmed", "order_total": 50})).refundable_amount
+        Decimal('50.00')
+        """
+        active = order.active_refund
+        return cls(order.status, order.merchant_order_id, order.merchant_order_status,
+                   *(getattr(order, name) for name in AMOUNT_FIELDS),
+                   active.amount if active else None, active.status if active else None,
+                   active.locked_at if active else None, order.refundable_amount)
+
+    @staticmethod
+    def names() -> tuple[str, ...]:
+        return tuple(f.name for f in fields(OrderState))
+
+
+_STATE_LABELS = {
+    "status": "status", "merchant_order_id": "merchant_order_id", "merchant_order_status": "merchant_order_status",
+    "order_total": "order_total", "cart_amount": "cart_amount", "tax_amount": "tax_amount",
+    "shipping_amount": "shipping_amount", "discount_amount": "discount_amount", "active_refund_amount": "active refund",
+    "active_refund_status": "active refund status", "active_refund_locked_at": "active refund lock",
+    "refundable_amount": "refundable amount",
+}
+
+
+def describe_drift(planned: OrderState, now: OrderState) -> str | None:
+    """What changed between the state a row was planned against and the order now; None if nothing did.
+
+    Examples
+    --------
+    >>> before = OrderState.of(Order.from_wire({"backd_order_id": "BO-1", "status": "order_confirmed", "order_total": 50}))
+    >>> after = OrderState.of(Order.from_wire({"backd_order_id": "BO-1", "status": "order_confirmed", "order_total": 50,
+    ...     "refunds": [{"amount": 10, "status": "draft", "locked_at": "2026-04-14 17:00:00"}]}))
+    >>> describe_drift(before, after)
+    'active refund is now $10.00 (was none); active refund status is now draft (was none); active refund lock is now 2026-04-14 17:00 CDT (was none)'
+    """
+    changes = [f"{_STATE_LABELS[name]} is now {_state_text(getattr(now, name))} (was {_state_text(getattr(planned, name))})"
+               for name in OrderState.names()
+               if getattr(now, name) != getattr(planned, name) and name != "refundable_amount"]
+    if not changes and now.refundable_amount != planned.refundable_amount:
+        changes.append(f"refundable amount is now {_state_text(now.refundable_amount)} (was {_state_text(planned.refundable_amount)})")
+    return "; ".join(changes) or None
+
+
+def _state_text(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, Decimal):
+        return format_money(value)
+    if isinstance(value, datetime):
+        return _when(value)
+    return str(value)
+
+
+@dataclass(frozen=True)
 class Verdict:
     """The verdict on one row: its outcome, why, the input column at fault, the money, and (once known) the
-    order's status before and after. Planning fills the first five; executing adds the statuses."""
+    state the row was planned against and the status after executing."""
 
     outcome: str
     message: str
     column: str | None = None
     amount: Decimal | None = None
     locked_at: datetime | None = None
-    status_before: str | None = None
+    state: OrderState | None = None
     status_after: str | None = None
 
 
@@ -88,7 +166,7 @@ def normalize_columns(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.set_axis(renamed, axis=1)
 
 
-def validate_frame(frame: pd.DataFrame, operation: Operation) -> list[RowInput]:
+def validate_frame(frame: pd.DataFrame, operation: Operation, *, decimal: str = ".") -> list[RowInput]:
     """Check columns (whole-frame error) and every cell (per-row ``invalid``), including duplicate orders.
 
     Examples
@@ -108,16 +186,16 @@ def validate_frame(frame: pd.DataFrame, operation: Operation) -> list[RowInput]:
         )
     present = [c for c in operation.columns if c in frame.columns]
     records = frame[present].to_dict("records")
-    rows = [_validate_row(pos, label, record, operation) for pos, (label, record) in enumerate(zip(frame.index, records))]
+    rows = [_validate_row(pos, label, record, operation, decimal) for pos, (label, record) in enumerate(zip(frame.index, records))]
     return _flag_duplicates(rows)
 
 
-def _validate_row(position: int, label: Any, record: dict, operation: Operation) -> RowInput:
+def _validate_row(position: int, label: Any, record: dict, operation: Operation, decimal: str) -> RowInput:
     values: dict[str, Any] = {}
     for column in operation.columns:
         raw = record.get(column)
         try:
-            values[column] = _clean_cell(column, raw, operation)
+            values[column] = _clean_cell(column, raw, operation, decimal)
         except ValueError as exc:
             verdict = Verdict(INVALID, f"row {label}, column {column}: {exc}", column)
             return RowInput(position, label, {**values, column: _display(raw)}, verdict)
@@ -127,14 +205,14 @@ def _validate_row(position: int, label: Any, record: dict, operation: Operation)
     return RowInput(position, label, values)
 
 
-def _clean_cell(column: str, raw: Any, operation: Operation) -> Any:
+def _clean_cell(column: str, raw: Any, operation: Operation, decimal: str) -> Any:
     blank = _is_blank(raw)
     if column in operation.amounts:
         if blank:
             if column in operation.required:
                 raise ValueError("is missing")
             return None
-        amount = parse_amount(raw)
+        amount = parse_amount(raw, decimal=decimal)
         if column == "refund_amount" and amount <= 0:
             raise ValueError(f"{amount} must be greater than 0")
         return amount
@@ -191,13 +269,6 @@ def _display(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def fingerprint(operation: Operation, rows: list[RowInput]) -> str:
-    """A stable hash of the operation and the input's cells: the same input resumes the same run."""
-    canonical = [[row.position] + [str(row.values.get(c, "")) for c in operation.columns] for row in rows]
-    payload = json.dumps([operation.name, operation.columns, canonical], separators=(",", ":"))
-    return hashlib.sha256(payload.encode()).hexdigest()
-
-
 # -- planning ----------------------------------------------------------------------------------------------------
 def _wrong_status(order: Order, needed: str, label: Any, action: str) -> Verdict:
     return Verdict(INVALID, f"row {label}: {action} needs status {needed}; {order.backd_order_id} is {order.status}", "backd_order_id")
@@ -213,11 +284,11 @@ def _merchant_mismatch(values: dict, order: Order, label: Any) -> Verdict | None
 def plan_refund(values: dict, order: Order, now: datetime, label: Any = "") -> Verdict:
     amount: Decimal = values["refund_amount"]
     active = order.active_refund
-    newest = next((r for r in reversed(order.refunds) if r.status != RefundStatus.DECLINED), None)
+    processed = next((r for r in reversed(order.refunds) if r.status == RefundStatus.PROCESSED and r.amount == amount), None)
     if active is not None and active.amount == amount:
         return Verdict(ALREADY_DONE, f"an active {active.status} refund of {format_money(amount)} exists", amount=amount, locked_at=active.locked_at)
-    if order.status == OrderStatus.REFUND and newest is not None and newest.amount == amount:
-        return Verdict(ALREADY_DONE, f"a {newest.status} refund of {format_money(amount)} exists", amount=amount, locked_at=newest.locked_at)
+    if processed is not None:  # whatever the order's status: Backd may not have moved it to `refund` yet
+        return Verdict(ALREADY_DONE, f"a processed refund of {format_money(amount)} exists", amount=amount, locked_at=processed.locked_at)
     if order.status != OrderStatus.CONFIRMED:
         return _wrong_status(order, OrderStatus.CONFIRMED, label, "refund")
     if (mismatch := _merchant_mismatch(values, order, label)) is not None:
@@ -228,7 +299,7 @@ def plan_refund(values: dict, order: Order, now: datetime, label: Any = "") -> V
         return Verdict(INVALID, f"row {label}, column refund_amount: {format_money(amount)} exceeds the refundable {format_money(order.refundable_amount)}", "refund_amount")
     locks = refund_locked_at(now)
     if active is not None:
-        return Verdict(PLANNED, f"refund {format_money(amount)}; replaces the active {active.status} refund of {format_money(active.amount)} (it will be declined)", amount=amount, locked_at=locks)
+        return Verdict(PLANNED, f"refund {format_money(amount)}; replaces the active {active.status} refund of {format_money(active.amount)}", amount=amount, locked_at=locks)
     return Verdict(PLANNED, f"refund {format_money(amount)}", amount=amount, locked_at=locks)
 
 
@@ -287,6 +358,54 @@ def plan_update(values: dict, order: Order, now: datetime, label: Any = "") -> V
     if order.status != OrderStatus.PLACED:
         return _wrong_status(order, OrderStatus.PLACED, label, "update_order")
     return Verdict(PLANNED, "; ".join(changes), amount=amount)
+
+
+def plan_undo_refund(values: dict, order: Order, now: datetime, label: Any = "", *, amount_set: Decimal,
+                     set_by: str) -> Verdict:
+    """Undo a refund run ``set_by`` made: only while it is still the active, unlocked request of ``amount_set``.
+
+    Examples
+    --------
+    >>> order = Order.from_wire({"backd_order_id": "BO-1", "status": "order_confirmed", "order_total": 50, "merchant_order_id": "M-1"})
+    >>> plan_undo_refund({"backd_order_id": "BO-1", "merchant_order_id": "M-1"}, order, datetime.now(), amount_set=Decimal("5.00"),
+    ...                  set_by="run-1").message
+    'row : no active refund request: the $5.00 refund run run-1 set is no longer active'
+    """
+    active = order.active_refund
+    if active is None:
+        return Verdict(INVALID, f"row {label}: no active refund request: the {format_money(amount_set)} refund run {set_by} set is no longer active", "backd_order_id")
+    if active.amount != amount_set:
+        return Verdict(INVALID, f"row {label}: the active refund is {format_money(active.amount)}, not the {format_money(amount_set)} run {set_by} set: "
+                       "someone changed it since; not undone", "backd_order_id")
+    verdict = plan_delete_refund(values, order, now, label)
+    if verdict.outcome == PLANNED:
+        return Verdict(PLANNED, f"undo run {set_by}: decline its {active.status} refund of {format_money(active.amount)}",
+                       amount=active.amount, locked_at=active.locked_at)
+    return verdict
+
+
+_PAST = (
+    ("undo run ", "undid run "), ("refund ", "refunded "), ("cancel ", "canceled "), ("confirm ", "confirmed "),
+    ("place as ", "placed as "), ("decline the active ", "declined the active "),
+)
+
+
+def done_message(operation: str, planned: str) -> str:
+    """A plan row's message in the past tense, once Backd has applied it.
+
+    Examples
+    --------
+    >>> done_message("refund", "refund $5.00; replaces the active draft refund of $9.00")
+    'refunded $5.00; the active draft refund of $9.00 was declined'
+    >>> done_message("update", "order_total $10.00 → $9.00")
+    'updated: order_total $10.00 → $9.00'
+    """
+    text = re.sub(r"; replaces the active (\w+) refund of (\S+)$", r"; the active \1 refund of \2 was declined", planned)
+    text = text.replace(": decline its ", ": declined its ")
+    for now, past in _PAST:
+        if text.startswith(now):
+            return past + text[len(now):]
+    return f"updated: {text}" if operation == "update" else f"done: {text}"
 
 
 def _show(value: Any) -> str:

@@ -17,12 +17,13 @@ import numpy as np
 import pandas as pd
 
 from . import report
-from .bulk import find_orders
 from .client import BackdClient
 from .errors import InputError
-from .ledger import load_ledger, to_cents
+from .ledger import load_ledger
+from .money import to_cents
 from .locking import CHICAGO
 from .models import OrderStatus, cents_to_money
+from .reads import find_orders
 from .tables import read_table, write_csv, write_excel
 
 __all__ = ["KINDS", "Reconciliation", "load_snapshot", "reconcile"]
@@ -66,6 +67,7 @@ def reconcile(
     status_map: Mapping[str, str] | None = None,
     max_workers: int | None = None,
     progress: bool | str = True,
+    decimal: str = ".",
 ) -> Reconciliation:
     """Compare the ledger with Backd: live with ``client``, or offline with a saved ``orders`` snapshot.
 
@@ -77,7 +79,7 @@ def reconcile(
     >>> rec.summary                                              # doctest: +SKIP
     >>> refund_orders(client, rec.suggested_refunds())           # a dry run, as always  # doctest: +SKIP
     """
-    typed = ledger if _is_loaded(ledger) else load_ledger(ledger, column_map, status_map)
+    typed = ledger if _is_loaded(ledger) else load_ledger(ledger, column_map, status_map, decimal=decimal)
     if orders is None:
         if client is None:
             raise InputError("reconcile needs either client= (to read Backd) or orders= (a saved snapshot)")

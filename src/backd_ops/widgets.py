@@ -1,12 +1,14 @@
-"""JupyterLab panels: look orders up, and plan → approve (typed confirmation) → execute a bulk run.
+"""JupyterLab panels: look orders up, and plan → approve (typed confirmation) → execute exactly that plan.
 
 The decisions live in plain functions (``approval_text``, ``confirmation_word``, ``can_execute``) that tests
 call directly; the panels only wire them to ipywidgets. Callback output goes to ``Output`` widgets, since
-JupyterLab drops what a callback prints.
+JupyterLab drops what a callback prints. The bulk panel executes the plan object it displayed (re-checked
+for drift row by row), never a fresh plan of the same file.
 """
 
 from __future__ import annotations
 
+import html
 import io
 import threading
 from datetime import datetime
@@ -16,12 +18,14 @@ import ipywidgets as w
 import pandas as pd
 from IPython.display import HTML, display
 
-from .bulk import fetch_orders, run_operation, summarize_outcomes
 from .client import BackdClient
+from .config import current_user
+from .errors import BackdError
+from .execution import execute_plan
 from .journal import Journal, default_journal_path
-from .locking import CHICAGO
-from .models import format_money
 from .operations import OPERATIONS
+from .plans import PLANNED, confirmation_word, make_plan, plan_sentence, summarize_outcomes, verify_plan
+from .reads import fetch_orders
 from .tables import read_table
 
 __all__ = ["BulkRunPanel", "OrderLookupPanel", "approval_text", "can_execute", "confirmation_word"]
@@ -33,42 +37,20 @@ def _show(output: w.Output, *items: object) -> None:
         output.append_display_data(item)
 
 
-def approval_text(plan: pd.DataFrame, operation: str, *, now: datetime | None = None) -> str:
-    """Exactly what executing ``plan`` will do, in one sentence.
+def approval_text(plan: pd.DataFrame, operation: str | None = None, *, now: datetime | None = None) -> str:
+    """Exactly what executing ``plan`` will do, net of replaced refunds, in one sentence.
 
     Examples
     --------
-    >>> approval_text(plan, "refund")                      # doctest: +SKIP
-    'Refund 123 orders, $4,567.89, locks at 17:00 CST today. Not sent: 2 already done, 1 invalid.'
+    >>> approval_text(plan)                      # doctest: +SKIP
+    'Refund 3 orders, $60.00 (replacing 1 unlocked request of $500.00: net -$440.00), locks at 17:00 CST today.'
     """
-    planned = plan[plan["outcome"] == "planned"]
-    count = len(planned)
-    total = planned["amount"].dropna().sum() if count else 0
-    text = f"{OPERATIONS[operation].verb} {count} order{'' if count == 1 else 's'}, {format_money(total or 0)}"
-    if operation == "refund" and count and planned["locked_at"].notna().any():
-        text += f", locks at {_when(planned['locked_at'].min(), now)}"
-    skipped = plan[plan["outcome"] != "planned"]["outcome"].value_counts()
-    skipped = skipped[skipped > 0]
-    if len(skipped):
-        text += ". Not sent: " + ", ".join(f"{n} {o.replace('_', ' ')}" for o, n in skipped.items())
-    return text + "."
-
-
-def _when(moment: pd.Timestamp, now: datetime | None) -> str:
-    local = moment.tz_convert(CHICAGO)
-    today = (now or datetime.now(CHICAGO)).astimezone(CHICAGO).date()
-    day = {0: "today", 1: "tomorrow"}.get((local.date() - today).days, local.strftime("%a %Y-%m-%d"))
-    return f"{local:%H:%M} {local.tzname()} {day}"
-
-
-def confirmation_word(plan: pd.DataFrame, operation: str) -> str:
-    """What the analyst types to enable execute: the operation and the count, e.g. ``REFUND 123``."""
-    return f"{operation.upper()} {int((plan['outcome'] == 'planned').sum())}"
+    return plan_sentence(plan, operation, now=now)
 
 
 def can_execute(plan: pd.DataFrame | None, operation: str, typed: str) -> bool:
     """Execute is allowed only for a plan with planned rows, after the exact confirmation word was typed."""
-    return plan is not None and bool((plan["outcome"] == "planned").any()) and typed.strip() == confirmation_word(plan, operation)
+    return plan is not None and bool((plan["outcome"] == PLANNED).any()) and typed.strip() == confirmation_word(plan, operation)
 
 
 class OrderLookupPanel:
@@ -97,10 +79,19 @@ class OrderLookupPanel:
 
 
 class BulkRunPanel:
-    """Choose a file → plan (a real dry run) → read the approval → type the confirmation → execute → results."""
+    """Choose a file (or open a saved plan) → the plan → read the approval → type the confirmation → execute it → results.
+
+    Examples
+    --------
+    >>> BulkRunPanel(client, "refund", source="refunds.csv")          # doctest: +SKIP
+    >>> BulkRunPanel(client, plan=backd_ops.load_plan("plan.json"))   # doctest: +SKIP
+    """
 
     def __init__(self, client: BackdClient, operation: str = "refund", *, journal: str | Path | None = None,
-                 source: str | Path | pd.DataFrame | None = None, max_workers: int | None = None) -> None:
+                 source: str | Path | pd.DataFrame | None = None, plan: pd.DataFrame | None = None,
+                 max_workers: int | None = None) -> None:
+        if plan is not None:
+            operation = verify_plan(plan).operation
         if operation not in OPERATIONS:
             raise ValueError(f"operation must be one of {', '.join(OPERATIONS)}")
         self.client, self.operation, self.max_workers = client, operation, max_workers
@@ -108,9 +99,10 @@ class BulkRunPanel:
         self.source = source
         self.plan: pd.DataFrame | None = None
         self.result: pd.DataFrame | None = None
-        self._input: pd.DataFrame | None = None
         self._lock = threading.Lock()
         self._build()
+        if plan is not None:
+            self._show_plan(plan)
 
     def _build(self) -> None:
         self.path = w.Text(value=str(self.source) if isinstance(self.source, (str, Path)) else "", placeholder="path to CSV/XLSX",
@@ -126,7 +118,8 @@ class BulkRunPanel:
         self.plan_button.on_click(lambda _: self.make_plan())
         self.confirm.observe(lambda _: self._refresh_execute(), names="value")
         self.execute_button.on_click(lambda _: self.execute())
-        title = w.HTML(f"<b>Bulk {self.operation}</b> on {self.client.environment} ({self.client.base_url})")
+        account = self.client.account
+        title = w.HTML(f"<b>Bulk {self.operation}</b> on {account.describe()} ({account.base_url})")
         self.widget = w.VBox([title, w.HBox([self.path, self.upload]), self.plan_button, self.plan_output, self.approval,
                               w.HBox([self.confirm, self.execute_button]), self.progress, self.result_output])
 
@@ -135,24 +128,32 @@ class BulkRunPanel:
 
     # -- steps ----------------------------------------------------------------------------------------------
     def make_plan(self) -> pd.DataFrame | None:
-        """Read the input and run the dry run; shows the plan, its summary and the rows that need attention."""
+        """Read the input and make the plan (a real dry run); shows it, its summary and the rows that need attention."""
         self.plan_output.outputs = self.progress.outputs = ()
         self._reset_approval()
-        self._input = self._read_input()
-        with self.progress:
-            plan = run_operation(self.client, self.operation, self._input, max_workers=self.max_workers)
+        try:
+            source = self._read_input()
+            with self.progress:
+                plan = make_plan(self.client, self.operation, source, journal=self.journal_path, max_workers=self.max_workers)
+        except BackdError as exc:
+            _show(self.plan_output, HTML(f"<b>No plan:</b> {_escape(exc)}"))
+            return None
+        return self._show_plan(plan)
+
+    def _show_plan(self, plan: pd.DataFrame) -> pd.DataFrame:
         attention = plan.backd.needs_attention()
         notes = [HTML(f"<b>{len(attention)} row(s) will not be sent:</b>"), attention[["backd_order_id", "outcome", "message"]]] if len(attention) else []
         _show(self.plan_output, summarize_outcomes(plan), *notes, plan)
         self.plan = plan
-        word = confirmation_word(self.plan, self.operation)
-        self.approval.value = (f"<p><b>{approval_text(self.plan, self.operation)}</b></p>"
-                               f"<p>Type <code>{word}</code> to enable Execute.</p>")
-        self.confirm.disabled = not (self.plan["outcome"] == "planned").any()
-        return self.plan
+        word = confirmation_word(plan, self.operation)
+        self.approval.value = (f"<p><b>{_escape(approval_text(plan, self.operation))}</b></p>"
+                               f"<p>Plan <code class='backd-plan-id'>{plan.backd.plan_id[:12]}</code>. "
+                               f"Type <code class='backd-confirmation'>{word}</code> to enable Execute.</p>")
+        self.confirm.disabled = not (plan["outcome"] == PLANNED).any()
+        return plan
 
     def execute(self) -> pd.DataFrame | None:
-        """Execute the approved plan (only with the exact confirmation typed); shows results and the journal run."""
+        """Execute the plan on screen (only with the exact confirmation typed); rows whose order changed are not sent."""
         if not can_execute(self.plan, self.operation, self.confirm.value):
             _show(self.result_output, HTML("<b>Not executed:</b> type the confirmation word exactly as shown."))
             return None
@@ -162,16 +163,23 @@ class BulkRunPanel:
             self.execute_button.disabled = self.confirm.disabled = True
             self.result_output.outputs = self.progress.outputs = ()
             with self.progress:
-                self.result = run_operation(self.client, self.operation, self._input, execute=True, journal=self.journal_path,
-                                            max_workers=self.max_workers)
-            run_id = self.result["run_id"].iloc[0] if len(self.result) else None
-            link = HTML(f"<b>Done.</b> Journal: <code>{self.journal_path}</code>, run <code>{run_id}</code> "
-                          f"(<code>Journal(r'{self.journal_path}').actions('{run_id}')</code>)")
-            _show(self.result_output, link, summarize_outcomes(self.result), self.result)
+                self.result = execute_plan(self.client, self.plan, approved_by=current_user(), journal=self.journal_path,
+                                           max_workers=self.max_workers)
+            self._show_result(self.result)
+        except BackdError as exc:
+            _show(self.result_output, HTML(f"<b>Not executed:</b> {_escape(exc)}"))
         finally:
             self.confirm.value = ""
             self._lock.release()
         return self.result
+
+    def _show_result(self, result: pd.DataFrame) -> None:
+        run_id = result.attrs.get("backd_result", {}).get("run_id")
+        drifted = int((result["outcome"] == "drifted").sum())
+        note = f" {drifted} row(s) drifted since the plan and were not sent." if drifted else ""
+        link = HTML(f"<b>Done.</b>{note} Journal: <code>{self.journal_path}</code>, run <code>{run_id}</code> "
+                    f"(<code>Journal(r'{self.journal_path}').actions('{run_id}')</code>)")
+        _show(self.result_output, link, summarize_outcomes(result), result)
 
     # -- helpers ----------------------------------------------------------------------------------------------
     def _read_input(self) -> pd.DataFrame:
@@ -196,3 +204,6 @@ class BulkRunPanel:
     def journal(self) -> Journal:
         return Journal(self.journal_path)
 
+
+def _escape(value: object) -> str:
+    return html.escape(str(value))

@@ -107,6 +107,17 @@ class OrderStore:
                         done.append(order["backd_order_id"])
         return done
 
+    def process_active_refund(self, backd_order_id: str, *, order_status: str = "refund") -> dict:
+        """Backd processes this order's active refund now, lock or not (``order_status``: where the order ends up;
+        Backd may process a refund before it moves the order to ``refund``)."""
+        with self._lock:
+            order = self._get(backd_order_id)
+            active = self._active_refund(order)
+            if active is None:
+                raise SandboxError(409, "the order has no active refund request")
+            active["status"] = "processed"
+            return self._apply(order, "process_refund", status=order_status, amount=str(active["amount"]))
+
     # -- API operations ---------------------------------------------------------------------------------
     def create_order(self, body: dict, *, customer_url_base: str) -> dict:
         _validate_create(body)

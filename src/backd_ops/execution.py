@@ -1,0 +1,412 @@
+"""Execution: carry out exactly a verified plan: claim it, re-check each order, send, settle, record.
+
+For every row the plan marked ``planned``, and for no other row:
+
+1. hold the order (no other live run of ours may write it meanwhile);
+2. read it from Backd and decide, with the journal as evidence: ``already_done`` only where Backd shows the
+   effect and a run of ours sent it; ``drifted`` (nothing sent) where the order changed since the plan, where
+   Backd already shows the effect without us, where a run of ours did it and Backd no longer shows it, or where
+   a refund's 17:00 lock passed since the plan was made; wait while a write of ours may still be landing;
+3. commit the intent, send exactly the planned request;
+4. settle an ambiguous answer (timeout, dropped connection, 5xx) by reading the order back over a settle window
+   at least as long as the read timeout; resend only when the read-back proved the write absent after that
+   window, else ``uncertain``; record the outcome.
+
+Every row ends with exactly one outcome in the result and the journal.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from ._retry import RateLimiter
+from .client import BackdClient
+from .config import SETTLE_WINDOW_FLOOR_S, ApprovalPolicy, production_confirmed
+from .errors import (
+    ApprovalError,
+    BackdError,
+    NetworkError,
+    PlanAccountError,
+    ProductionGuardError,
+    RateLimitError,
+    ServerError,
+    option_hint,
+)
+from .journal import HEARTBEAT_S, Claim, Evidence, Journal
+from .locking import CHICAGO
+from .models import Order, format_money
+from .operations import ALREADY_DONE, DRIFTED, PLANNED, Operation, OrderState, Verdict, describe_drift, done_message
+from .plans import (
+    FAILED,
+    STATE_COLUMNS,
+    Approval,
+    PlanInfo,
+    doer,
+    record_plan,
+    request_key,
+    typed_plan_frame,
+    verify_plan,
+)
+from .reads import concurrently, read_order
+
+__all__ = ["execute_plan", "guard_production"]
+
+DONE, UNCERTAIN = "done", "uncertain"
+MAX_SENDS = 5
+"""Sends per row: the first, plus resends only after a read-back proved the write absent."""
+SETTLE_READS = 3
+"""Failed read-backs (each with the client's own retries) before an ambiguous write is left ``uncertain``."""
+ANSWERED_SETTLE_S = 1.0
+"""After an error Backd answered (a 500, say), nothing is still in flight: read back for this long, not the window."""
+RESULT_ATTR = "backd_result"
+Clock = Callable[[], datetime]
+
+
+def execute_plan(client: BackdClient, plan: pd.DataFrame, *, approved_by: str | None = None, max_workers: int | None = None,
+                 journal: Journal | str | Path | None = None, progress: bool | str = True, confirm_production: bool = False,
+                 approval_policy: ApprovalPolicy | None = None, now: datetime | Clock | None = None,
+                 settle_window_s: float | None = None, max_rps: float | None = None) -> pd.DataFrame:
+    """Execute exactly the rows ``plan`` marked planned, with their planned amounts; returns one result row per plan row.
+
+    Refuses (before any request) a plan that was edited, one made for another environment, base URL or account,
+    production without ``confirm_production``, a plan missing an approval the policy asks for, and a plan another
+    process is executing. ``approved_by`` records an approval given now (the person pressing execute).
+
+    Examples
+    --------
+    >>> plan = backd_ops.refund_orders(client, "refunds.csv")                 # doctest: +SKIP
+    >>> result = backd_ops.execute_plan(client, plan, approved_by="ana")      # doctest: +SKIP
+    >>> result.backd.summary()                                                 # doctest: +SKIP
+    """
+    info = verify_plan(plan)
+    check_account(client, info)
+    guard_production(client, confirm_production)
+    book = journal if isinstance(journal, Journal) else Journal(journal)
+    try:
+        approvals = gather_approvals(info, book, approved_by)
+        check_approvals(plan, info, approvals, approval_policy or ApprovalPolicy.from_env())
+        record_plan(plan, book, approvals=approvals)
+        claim = book.claim(info.plan_id, info.account)
+        try:
+            with _Heartbeat(book, claim):
+                run = _Run(client, info, book, claim, clock=_clock(now), limiter=RateLimiter(max_rps),
+                           settle_window_s=settle_window(client, settle_window_s))
+                results = run.execute(plan, approved_by=", ".join(a.approved_by for a in approvals) or None,
+                                      max_workers=max_workers, progress=progress)
+        finally:
+            book.release(claim)
+    finally:
+        if book is not journal:  # we opened it, we close it; a caller's Journal stays open
+            book.close()
+    return result_frame(plan, info, results, run_id=claim.run_id)
+
+
+# -- refusals before any request -----------------------------------------------------------------------------------------
+def check_account(client: BackdClient, info: PlanInfo) -> None:
+    if client.account != info.account:
+        raise PlanAccountError(f"plan {info.plan_id[:12]} was made for {info.account.describe()} ({info.base_url}); this client "
+                               f"is {client.account.describe()} ({client.account.base_url}). Nothing was sent")
+
+
+def guard_production(client: BackdClient, confirmed: bool) -> None:
+    """Production writes need a second yes, checked before any request."""
+    if client.is_production and not (confirmed or production_confirmed()):
+        raise ProductionGuardError(
+            "this would move money in PRODUCTION. Run the dry run first, then pass "
+            f"{option_hint('confirm_production')} (or set BACKD_CONFIRM_PRODUCTION=yes) to execute. Nothing was sent")
+
+
+def gather_approvals(info: PlanInfo, journal: Journal, approved_by: str | None) -> tuple[Approval, ...]:
+    """Approvals in the plan, in the journal, and the one given now (``approved_by``), one per person."""
+    known = {a.approved_by: a for a in info.approvals}
+    for name, at in journal.approvals(info.plan_id):
+        known.setdefault(name, Approval(name, at))
+    if approved_by and approved_by.strip():
+        known.setdefault(approved_by.strip(), Approval(approved_by.strip(), datetime.now(timezone.utc).isoformat(timespec="seconds")))
+    return tuple(known.values())
+
+
+def check_approvals(plan: pd.DataFrame, info: PlanInfo, approvals: tuple[Approval, ...], policy: ApprovalPolicy) -> None:
+    """Raise :class:`ApprovalError` saying which approval is missing, if the policy is not met."""
+    names = {a.approved_by for a in approvals}
+    moved = sum((Decimal(str(v)) for v in plan.loc[plan["outcome"] == PLANNED, "amount"].dropna()), Decimal("0.00"))
+    missing = []
+    if len(names) < policy.approvers_required:
+        missing.append(f"{policy.approvers_required} approver(s) and has {len(names)}" + (f" ({', '.join(sorted(names))})" if names else ""))
+    if policy.four_eyes_above is not None and moved > policy.four_eyes_above and not names - {info.created_by}:
+        missing.append(f"an approver other than its maker {info.created_by!r}, because it moves {format_money(moved)} "
+                       f"(more than {format_money(policy.four_eyes_above)})")
+    if missing:
+        raise ApprovalError(f"plan {info.plan_id[:12]} needs " + "; and ".join(missing) +
+                            f". Approve it with {option_hint('approved_by')}. Nothing was sent")
+
+
+def settle_window(client: BackdClient, requested_s: float | None) -> float:
+    """How long an ambiguous write is read back before it may be called absent: at least the read timeout."""
+    floor = client.settings.read_timeout_s
+    return max(floor, requested_s) if requested_s is not None else max(floor, SETTLE_WINDOW_FLOOR_S)
+
+
+def _clock(now: datetime | Clock | None) -> Clock:
+    if now is None:
+        return lambda: datetime.now(CHICAGO)
+    if callable(now):
+        return now
+    fixed = now.astimezone(CHICAGO)
+    return lambda: fixed
+
+
+class _Heartbeat:
+    """Keeps the claim fresh while the run lasts, so no one takes over a live run."""
+
+    def __init__(self, journal: Journal, claim: Claim) -> None:
+        self._journal, self._claim, self._stop = journal, claim, threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True, name="backd-claim-heartbeat")
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            self._journal.heartbeat(self._claim)
+
+
+# -- the run ---------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PlannedRow:
+    """One plan row as execution needs it."""
+
+    position: int
+    label: Any
+    values: dict[str, Any]
+    verdict: Verdict
+
+    @property
+    def backd_order_id(self) -> str:
+        return str(self.values.get("backd_order_id") or "")
+
+
+@dataclass(frozen=True)
+class _Wait:
+    seconds: float
+
+
+class _Run:
+    """One execute run of one plan: every row gets exactly one outcome, in the result and in the journal."""
+
+    def __init__(self, client: BackdClient, info: PlanInfo, journal: Journal, claim: Claim, *, clock: Clock,
+                 limiter: RateLimiter, settle_window_s: float) -> None:
+        self.client, self.info, self.op, self.journal, self.claim = client, info, info.op, journal, claim
+        self.clock, self.limiter, self.window_s = clock, limiter, settle_window_s
+
+    def execute(self, plan: pd.DataFrame, *, approved_by: str | None, max_workers: int | None, progress: bool | str) -> list[Verdict]:
+        rows = planned_rows(plan, self.op)
+        self.journal.start_run(self.claim, operation=self.op.name, account=self.info.account, rows=len(rows), approved_by=approved_by)
+        results: list[Verdict | None] = [None if r.verdict.outcome == PLANNED else r.verdict for r in rows]
+        self.journal.record_outcomes(self.claim, self.op.name, [self._record(r, v) for r, v in zip(rows, results) if v is not None])
+        todo = [i for i, r in enumerate(results) if r is None]
+        written = concurrently(lambda i: self._execute_row(rows[i]), todo, max_workers=max_workers, progress=progress, desc=self.op.name)
+        for i, result in zip(todo, written):
+            results[i] = result if isinstance(result, Verdict) else Verdict(UNCERTAIN, f"internal error: {result!r}; run the plan again to settle it")
+        final = [r for r in results if r is not None]
+        self.journal.finish_run(self.claim.run_id, pd.Series([r.outcome for r in final], dtype=object).value_counts().to_dict())
+        return final
+
+    def _record(self, row: PlannedRow, verdict: Verdict) -> dict[str, Any]:
+        return {"row": row.position, "row_label": str(row.label), "backd_order_id": row.backd_order_id or None,
+                "request_key": request_key(self.op, row.values), "amount": _text(verdict.amount or row.verdict.amount),
+                "outcome": verdict.outcome, "message": verdict.message, "status_after": verdict.status_after}
+
+    def _execute_row(self, row: PlannedRow) -> Verdict:
+        try:
+            result = self._carry_out(row)
+        except Exception as exc:  # a bug must not lose the row: it is recorded as uncertain
+            result = self._result(row, UNCERTAIN, f"internal error before the outcome was known: {exc!r}; run the plan again to settle it")
+        self.journal.record_outcomes(self.claim, self.op.name, [self._record(row, result)])
+        return result
+
+    def _carry_out(self, row: PlannedRow) -> Verdict:
+        holder = self.journal.lease(self.claim, row.backd_order_id)
+        if holder is not None:
+            return self._result(row, FAILED, f"not sent: {holder} is writing this order right now; run this plan again when it has finished")
+        sends = 0
+        while True:
+            order = self._read_back(row)
+            if isinstance(order, BackdError):
+                outcome = FAILED if sends == 0 else UNCERTAIN
+                return self._result(row, outcome, f"could not read the order before writing ({order.message}); "
+                                    + ("nothing sent" if sends == 0 else "the last write may have landed: run the plan again to settle it"))
+            decision = self._decide(row, order, self._evidence(row))
+            if isinstance(decision, _Wait):
+                time.sleep(decision.seconds)
+                continue
+            if decision is not None:
+                return decision
+            if sends >= MAX_SENDS:
+                return self._result(row, FAILED, f"not applied after {MAX_SENDS} sends, each proved absent by reading the order back")
+            sends += 1
+            sent = self._send(row, order)
+            if sent is not None:
+                return sent
+
+    # -- deciding ------------------------------------------------------------------------------------------------------
+    def _evidence(self, row: PlannedRow) -> list[Evidence]:
+        key = request_key(self.op, row.values)
+        found = self.journal.evidence(self.info.account, self.op.name, [row.backd_order_id]).get(row.backd_order_id, [])
+        return [e for e in found if e.request_key == key and (not self.info.resend or e.plan_id == self.info.plan_id)]
+
+    def _decide(self, row: PlannedRow, order: Order, evidence: list[Evidence]) -> Verdict | _Wait | None:
+        """What to do with a row, given the order as Backd has it now: a final verdict, wait, or None (send)."""
+        now = self.clock()
+        verdict_now = self.op.plan(row.values, order, now, label=row.label)
+        ours = [e for e in evidence if e.is_done or e.in_doubt]
+        if verdict_now.outcome == ALREADY_DONE:
+            if ours:
+                by = doer(ours) or ours[-1]
+                return self._result(row, ALREADY_DONE, f"{verdict_now.message}: done by run {by.run_id}", order=order)
+            return self._result(row, DRIFTED, f"not sent: Backd already shows this ({verdict_now.message}), but no run of ours "
+                                f"did it: the order changed since the plan", order=order)
+        did = doer(evidence)
+        if did is not None:
+            return self._result(row, DRIFTED, f"not sent: run {did.run_id} did this, but Backd no longer shows it "
+                                f"({describe_drift(row.verdict.state, OrderState.of(order)) or 'it was undone'})", order=order)
+        doubt = next((e for e in reversed(evidence) if e.in_doubt), None)
+        if doubt is not None and doubt.intent_at is not None:
+            waited = (datetime.now(timezone.utc) - doubt.intent_at).total_seconds()
+            if waited < self.window_s:
+                return _Wait(min(self.window_s - waited, max(0.05, self.window_s / 8)))
+        return self._drift(row, order, verdict_now, now)
+
+    def _drift(self, row: PlannedRow, order: Order, verdict_now: Verdict, now: datetime) -> Verdict | None:
+        changed = describe_drift(row.verdict.state, OrderState.of(order)) if row.verdict.state else None
+        if changed:
+            return self._result(row, DRIFTED, f"not sent: the order changed since the plan: {changed}", order=order)
+        if verdict_now.outcome != PLANNED or verdict_now.amount != row.verdict.amount:
+            return self._result(row, DRIFTED, f"not sent: {verdict_now.message}", order=order)
+        if self.op.name == "refund" and verdict_now.locked_at != row.verdict.locked_at:
+            return self._result(row, DRIFTED, f"not sent: the 17:00 lock of {_day(row.verdict.locked_at)} passed since the plan was "
+                                f"made; the refund would now lock {_day(verdict_now.locked_at)}. Make a new plan", order=order)
+        return None
+
+    # -- sending and settling --------------------------------------------------------------------------------------------
+    def _send(self, row: PlannedRow, order: Order) -> Verdict | None:
+        """Send once; a verdict, or None when a read-back proved the write absent (the caller may send again)."""
+        request = self.op.request(row.values)
+        self.journal.record_intent(self.claim, row.position, operation=self.op.name, backd_order_id=row.backd_order_id,
+                                   request=request, request_key=request_key(self.op, row.values), amount=_text(row.verdict.amount),
+                                   status_before=order.status, row_label=str(row.label))
+        self.limiter.acquire()
+        try:
+            after = getattr(self.client, self.op.endpoint)(**request)
+        except BackdError as error:
+            if not error.may_have_been_applied:
+                return self._result(row, FAILED, f"Backd refused it: {type(error).__name__}: {error.message}", order=order)
+            return self._settle(row, error)
+        return self._result(row, DONE, done_message(self.op.name, row.verdict.message), order=after, locked_from=after)
+
+    def _settle(self, row: PlannedRow, error: BackdError) -> Verdict | None:
+        """Read back until the write shows, or until the window proves it absent (None), or reads keep failing."""
+        window_s = self.window_s if _may_still_land(error) else min(self.window_s, ANSWERED_SETTLE_S)
+        deadline = time.monotonic() + window_s
+        interval_s, failures = min(0.25, max(0.01, window_s / 8)), 0
+        while True:
+            time.sleep(interval_s)
+            read = self._read_back(row)
+            if isinstance(read, BackdError):
+                failures += 1
+                if failures >= SETTLE_READS and time.monotonic() >= deadline:
+                    return self._result(row, UNCERTAIN, f"{type(error).__name__} after sending, and the read-back failed "
+                                        f"({read.message}); run the plan again to settle it")
+            elif self.op.plan(row.values, read, self.clock(), label=row.label).outcome == ALREADY_DONE:
+                return self._result(row, DONE, f"{done_message(self.op.name, row.verdict.message)} (confirmed by reading the "
+                                    f"order back after {type(error).__name__})", order=read, locked_from=read)
+            elif time.monotonic() >= deadline:
+                self.journal.mark_not_applied(self.claim, row.position, f"{type(error).__name__}; not on the order after "
+                                              f"{window_s:.1f} s of read-backs")
+                return None
+            interval_s = min(interval_s * 2, 1.0)
+
+    def _read_back(self, row: PlannedRow) -> Order | BackdError:
+        read = read_order(self.client, row.backd_order_id)
+        for _ in range(SETTLE_READS - 1):  # an unsettled row costs an analyst's time: try harder than a plain read
+            if not isinstance(read, BackdError) or not _transient(read):
+                break
+            time.sleep(self.client.backoff_initial_s)
+            read = read_order(self.client, row.backd_order_id)
+        return read
+
+    def _result(self, row: PlannedRow, outcome: str, message: str, *, order: Order | None = None,
+                locked_from: Order | None = None) -> Verdict:
+        locked_at = row.verdict.locked_at
+        if locked_from is not None and locked_from.active_refund is not None and locked_from.active_refund.amount == row.verdict.amount:
+            locked_at = locked_from.active_refund.locked_at
+        return replace(row.verdict, outcome=outcome, message=message, locked_at=locked_at,
+                       status_after=order.status if order is not None else None)
+
+
+def _may_still_land(error: BackdError) -> bool:
+    """No answer (timeout, connection dropped after sending) or a gateway's 502/504: Backd may still be working on it."""
+    return isinstance(error, NetworkError) or (isinstance(error, ServerError) and error.status in (502, 504))
+
+
+def _transient(error: BackdError) -> bool:
+    return isinstance(error, (NetworkError, RateLimitError, ServerError))
+
+
+def _day(moment: datetime | None) -> str:
+    return "—" if moment is None else pd.Timestamp(moment).tz_convert(CHICAGO).strftime("%a %Y-%m-%d %H:%M %Z")
+
+
+def _text(amount: Decimal | None) -> str | None:
+    return None if amount is None else str(amount)
+
+
+# -- plan rows in, result rows out ------------------------------------------------------------------------------------------------
+def planned_rows(plan: pd.DataFrame, op: Operation) -> list[PlannedRow]:
+    """The plan's rows as values and verdicts (exact Decimals, aware datetimes, None for missing)."""
+    records = plan.to_dict("records")
+    rows = []
+    for position, (label, record) in enumerate(zip(plan.index, records)):
+        clean = {k: _none(v) for k, v in record.items()}
+        state = None
+        if clean.get("before_status") is not None:
+            state = OrderState(**{c.removeprefix("before_"): _py(clean[c]) for c in STATE_COLUMNS})
+        verdict = Verdict(str(clean["outcome"]), clean.get("message") or "", clean.get("column"), clean.get("amount"),
+                          _py(clean.get("locked_at")), state)
+        rows.append(PlannedRow(position, label, {c: clean.get(c) for c in op.columns}, verdict))
+    return rows
+
+
+def _none(value: Any) -> Any:
+    return None if value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and value != value) else value
+
+
+def _py(value: Any) -> Any:
+    return value.to_pydatetime() if isinstance(value, pd.Timestamp) else value
+
+
+def result_frame(plan: pd.DataFrame, info: PlanInfo, results: list[Verdict], *, run_id: str) -> pd.DataFrame:
+    """The plan's rows with what happened: outcome, message, status after, lock time and the run id."""
+    frame = plan.copy()
+    frame.attrs = {RESULT_ATTR: {"plan_id": info.plan_id, "run_id": run_id, "operation": info.operation}}
+    frame["outcome"] = [r.outcome for r in results]
+    frame["message"] = [r.message for r in results]
+    frame["locked_at"] = [r.locked_at for r in results]
+    frame["status_after"] = [r.status_after for r in results]
+    frame["run_id"] = run_id
+    typed = typed_plan_frame(frame, info.op)
+    typed.attrs = frame.attrs
+    return typed
