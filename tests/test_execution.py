@@ -315,7 +315,7 @@ def test_two_plans_never_write_one_order_at_once(live, client, journal):
     other = backd_ops.refund_orders(client, refunds(chosen, "6.00"), progress=False)
     book = Journal(journal)
     holder = book.claim(other.backd.plan_id, client.account)
-    assert book.lease(holder, chosen[0]["backd_order_id"]) is None
+    assert book.lease(holder, [chosen[0]["backd_order_id"]]) == {}
     result = backd_ops.execute_plan(client, plan, journal=journal, progress=False)
     assert result.outcome.tolist() == ["failed"] and "is writing this order right now" in result.message[0]
     assert live.write_requests() == []

@@ -187,12 +187,13 @@ class _Heartbeat:
 # -- the run ---------------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class PlannedRow:
-    """One plan row as execution needs it."""
+    """One plan row as execution needs it (``key``: the request without the order id, as evidence is keyed)."""
 
     position: int
     label: Any
     values: dict[str, Any]
     verdict: Verdict
+    key: str
 
     @property
     def backd_order_id(self) -> str:
@@ -211,6 +212,8 @@ class _Run:
                  limiter: RateLimiter, settle_window_s: float) -> None:
         self.client, self.info, self.op, self.journal, self.claim = client, info, info.op, journal, claim
         self.clock, self.limiter, self.window_s = clock, limiter, settle_window_s
+        self.held: dict[str, str] = {}
+        self.evidence: dict[str, list[Evidence]] = {}
 
     def execute(self, plan: pd.DataFrame, *, approved_by: str | None, max_workers: int | None, progress: bool | str) -> list[Verdict]:
         rows = planned_rows(plan, self.op)
@@ -218,6 +221,9 @@ class _Run:
         results: list[Verdict | None] = [None if r.verdict.outcome == PLANNED else r.verdict for r in rows]
         self.journal.record_outcomes(self.claim, self.op.name, [self._record(r, v) for r, v in zip(rows, results) if v is not None])
         todo = [i for i, r in enumerate(results) if r is None]
+        ids = [rows[i].backd_order_id for i in todo]
+        self.held = self.journal.lease(self.claim, ids)  # one transaction for the run's orders, not one per row
+        self.evidence = self.journal.evidence(self.info.account, self.op.name, ids)
         written = concurrently(lambda i: self._execute_row(rows[i]), todo, max_workers=max_workers, progress=progress, desc=self.op.name)
         for i, result in zip(todo, written):
             results[i] = result if isinstance(result, Verdict) else Verdict(UNCERTAIN, f"internal error: {result!r}; run the plan again to settle it")
@@ -227,7 +233,7 @@ class _Run:
 
     def _record(self, row: PlannedRow, verdict: Verdict) -> dict[str, Any]:
         return {"row": row.position, "row_label": str(row.label), "backd_order_id": row.backd_order_id or None,
-                "request_key": request_key(self.op, row.values), "amount": _text(verdict.amount or row.verdict.amount),
+                "request_key": row.key, "amount": _text(verdict.amount or row.verdict.amount),
                 "outcome": verdict.outcome, "message": verdict.message, "status_after": verdict.status_after}
 
     def _execute_row(self, row: PlannedRow) -> Verdict:
@@ -239,17 +245,19 @@ class _Run:
         return result
 
     def _carry_out(self, row: PlannedRow) -> Verdict:
-        holder = self.journal.lease(self.claim, row.backd_order_id)
+        holder = self.held.get(row.backd_order_id)
         if holder is not None:
             return self._result(row, FAILED, f"not sent: {holder} is writing this order right now; run this plan again when it has finished")
-        sends = 0
+        sends, evidence = 0, self._matching(row, self.evidence.get(row.backd_order_id, []))
         while True:
             order = self._read_back(row)
             if isinstance(order, BackdError):
                 outcome = FAILED if sends == 0 else UNCERTAIN
                 return self._result(row, outcome, f"could not read the order before writing ({order.message}); "
                                     + ("nothing sent" if sends == 0 else "the last write may have landed: run the plan again to settle it"))
-            decision = self._decide(row, order, self._evidence(row))
+            if sends:  # our own intent and its read-back are evidence now
+                evidence = self._matching(row, self.journal.evidence(self.info.account, self.op.name, [row.backd_order_id]).get(row.backd_order_id, []))
+            decision = self._decide(row, order, evidence)
             if isinstance(decision, _Wait):
                 time.sleep(decision.seconds)
                 continue
@@ -263,10 +271,9 @@ class _Run:
                 return sent
 
     # -- deciding ------------------------------------------------------------------------------------------------------
-    def _evidence(self, row: PlannedRow) -> list[Evidence]:
-        key = request_key(self.op, row.values)
-        found = self.journal.evidence(self.info.account, self.op.name, [row.backd_order_id]).get(row.backd_order_id, [])
-        return [e for e in found if e.request_key == key and (not self.info.resend or e.plan_id == self.info.plan_id)]
+    def _matching(self, row: PlannedRow, found: list[Evidence]) -> list[Evidence]:
+        """Evidence of this very request (under ``resend``, only this plan's own runs count)."""
+        return [e for e in found if e.request_key == row.key and (not self.info.resend or e.plan_id == self.info.plan_id)]
 
     def _decide(self, row: PlannedRow, order: Order, evidence: list[Evidence]) -> Verdict | _Wait | None:
         """What to do with a row, given the order as Backd has it now: a final verdict, wait, or None (send)."""
@@ -306,7 +313,7 @@ class _Run:
         """Send once; a verdict, or None when a read-back proved the write absent (the caller may send again)."""
         request = self.op.request(row.values)
         self.journal.record_intent(self.claim, row.position, operation=self.op.name, backd_order_id=row.backd_order_id,
-                                   request=request, request_key=request_key(self.op, row.values), amount=_text(row.verdict.amount),
+                                   request=request, request_key=row.key, amount=_text(row.verdict.amount),
                                    status_before=order.status, row_label=str(row.label))
         self.limiter.acquire()
         try:
@@ -386,7 +393,8 @@ def planned_rows(plan: pd.DataFrame, op: Operation) -> list[PlannedRow]:
             state = OrderState(**{c.removeprefix("before_"): _py(clean[c]) for c in STATE_COLUMNS})
         verdict = Verdict(str(clean["outcome"]), clean.get("message") or "", clean.get("column"), clean.get("amount"),
                           _py(clean.get("locked_at")), state)
-        rows.append(PlannedRow(position, label, {c: clean.get(c) for c in op.columns}, verdict))
+        values = {c: clean.get(c) for c in op.columns}
+        rows.append(PlannedRow(position, label, values, verdict, request_key(op, values)))
     return rows
 
 

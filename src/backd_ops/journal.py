@@ -218,18 +218,27 @@ class Journal:
             self._db.execute("DELETE FROM claims WHERE plan_id = ? AND account = ? AND token = ?", (claim.plan_id, claim.account, claim.token))
             self._db.execute("DELETE FROM leases WHERE token = ?", (claim.token,))
 
-    def lease(self, claim: Claim, backd_order_id: str) -> str | None:
-        """Hold one order for this claim's run; None if held, else who holds it (another live run)."""
+    def lease(self, claim: Claim, backd_order_ids: Iterable[str]) -> dict[str, str]:
+        """Hold these orders for this claim's run, in one transaction; the ones another live run holds, and who.
+
+        Examples
+        --------
+        >>> journal.lease(claim, ["BO-1", "BO-2"])          # doctest: +SKIP
+        {'BO-2': 'run 20261129T150102Z-3f2a9c1d (pid 4242 on finance-01)'}
+        """
+        held_by_others: dict[str, str] = {}
         with self._transaction():
-            held = self._db.execute(
-                "SELECT l.token, l.run_id, c.pid, c.pid_started, c.host, c.heartbeat_at FROM leases l"
-                " LEFT JOIN claims c ON c.token = l.token WHERE l.account = ? AND l.backd_order_id = ?",
-                (claim.account, backd_order_id)).fetchone()
-            if held is not None and held[0] != claim.token and held[2] is not None \
-                    and _holder_alive(held[2], held[3], held[4], heartbeat_at=held[5]):
-                return f"run {held[1]} (pid {held[2]} on {held[4]})"
-            self._db.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?)", (claim.account, backd_order_id, claim.token, claim.run_id))
-        return None
+            for order_id in dict.fromkeys(i for i in backd_order_ids if i):
+                held = self._db.execute(
+                    "SELECT l.token, l.run_id, c.pid, c.pid_started, c.host, c.heartbeat_at FROM leases l"
+                    " LEFT JOIN claims c ON c.token = l.token WHERE l.account = ? AND l.backd_order_id = ?",
+                    (claim.account, order_id)).fetchone()
+                if held is not None and held[0] != claim.token and held[2] is not None \
+                        and _holder_alive(held[2], held[3], held[4], heartbeat_at=held[5]):
+                    held_by_others[order_id] = f"run {held[1]} (pid {held[2]} on {held[4]})"
+                    continue
+                self._db.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?)", (claim.account, order_id, claim.token, claim.run_id))
+        return held_by_others
 
     # -- runs and rows --------------------------------------------------------------------------------------------
     def start_run(self, claim: Claim, *, operation: str, account: Account, rows: int, approved_by: str | None = None) -> str:
