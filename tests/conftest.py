@@ -13,6 +13,14 @@ from backd_ops.locking import CHICAGO
 TUESDAY_MORNING = datetime(2026, 4, 14, 9, 0, tzinfo=CHICAGO)
 
 
+@pytest.fixture(autouse=True)
+def own_stores(monkeypatch, tmp_path_factory):
+    """Every test has its own journal and findings store: nothing is written under ~/.backd_ops, no test sees another's."""
+    home = tmp_path_factory.mktemp("backd_ops_home")
+    monkeypatch.setenv("BACKD_OPS_JOURNAL", str(home / "journal.sqlite"))
+    monkeypatch.setenv("BACKD_OPS_FINDINGS", str(home / "findings"))
+
+
 @pytest.fixture
 def sandbox():
     """A fresh sandbox with 60 demo orders and a clock frozen on a Tuesday morning."""

@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 import requests
 
-from backd_ops.cli import NOTEBOOK_DIR
+from backd_ops.runner import NOTEBOOK_DIR
 from backd_ops.sandbox import run_sandbox
 from backd_ops.sandbox.demo import DEMO_COLUMN_MAP, demo_ledger
 

@@ -16,7 +16,7 @@ def test_every_command_has_help():
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices  # noqa: SLF001 - argparse keeps them here
     assert set(commands) == {"sandbox", "find", "refund", "cancel", "confirm", "delete-refund", "update", "place",
-                             "approve", "execute", "undo", "reconcile", "journal", "run", "demo"}
+                             "approve", "execute", "undo", "reconcile", "findings", "journal", "run", "demo"}
     for name in commands:
         with pytest.raises(SystemExit) as info:
             main([name, "--help"])
@@ -69,17 +69,21 @@ def test_reconcile_command_writes_reports_and_fails_on_request(env_sandbox, tmp_
     assert DEMO_COLUMN_MAP  # the same names as above
     out = tmp_path / "out"
     assert main(["reconcile", "--ledger", str(ledger), "--out", str(out), "--column-map", column_map, "--progress", "off"]) == 0
-    assert (out / "report.html").is_file() and "report:" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    first = (out / "latest").resolve()
+    assert (first / "report.html").is_file() and f"run folder: {first}" in printed and "exit 0: clean" in printed
+    assert "ledger ledger.csv (" in printed and "since last run:" in printed  # the five-line summary
     assert main(["reconcile", "--ledger", str(ledger), "--out", str(out), "--column-map", column_map, "--progress", "off",
                  "--fail-on", "missing_in_backd"]) == 1
+    assert (out / "latest").resolve() != first and len(list(out.glob("*-*"))) == 2  # nothing overwritten
     offline = tmp_path / "offline"
     assert main(["reconcile", "--ledger", str(ledger), "--out", str(offline), "--column-map", column_map,
-                 "--snapshot", str(out / "backd_snapshot.parquet")]) == 0
-    assert pd.read_csv(offline / "discrepancies.csv").equals(pd.read_csv(out / "discrepancies.csv"))
+                 "--snapshot", str(first / "backd_snapshot.parquet"), "--no-track"]) == 0
+    columns = ["kind", "backd_order_id", "ledger_value", "backd_value", "at_stake"]
+    assert pd.read_csv(offline / "latest/discrepancies.csv")[columns].equals(pd.read_csv(first / "discrepancies.csv")[columns])
 
 
 def test_sandbox_command_serves_until_stopped(tmp_path):
-    import os
     import signal
 
     from backd_ops import BackdClient

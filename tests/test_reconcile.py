@@ -52,7 +52,7 @@ def test_planted_discrepancies_are_found_and_nothing_else(world):
 def test_one_cent_within_tolerance_is_not_a_finding_but_two_cents_is(world):
     _, _, _, _, rec = world
     totals = rec.discrepancies[rec.discrepancies.kind == "order_total_mismatch"]
-    assert (totals.at_stake > Decimal("0.01")).all()
+    assert (totals.exposure > Decimal("0.01")).all()
     strict = reconcile(rec.ledger, rec.orders, tolerance="0", as_of=AS_OF)
     assert len(strict.discrepancies.query("kind == 'order_total_mismatch'")) == len(totals) + 1
 
@@ -70,8 +70,11 @@ def test_offline_rerun_from_the_saved_snapshot_gives_the_same_findings(world, tm
 def test_summary_and_matched(world):
     _, ledger, _, _, rec = world
     summary = rec.summary
-    assert list(summary.index) == list(KINDS)
-    assert summary.loc["refunded_amount_mismatch", "at_stake"] == Decimal("75.00")
+    assert list(summary.index) == [*KINDS, "total"]
+    found = rec.discrepancies
+    assert found.loc[found.kind == "refunded_amount_mismatch", "exposure"].sum() == Decimal("75.00")
+    assert summary.loc["total", "at_stake"] == found.at_stake.sum() == rec.at_stake  # the totals add up
+    assert (summary.drop(index="total").at_stake.sum()) == summary.loc["total", "at_stake"]
     assert len(rec.matched) + rec.discrepancies.row.nunique() == len(ledger)
     assert 0 < rec.match_rate < 1 and rec.has_findings(["missing_in_backd"]) and not rec.has_findings(["lookup_failed"])
     assert "<table" in rec._repr_html_()
@@ -97,8 +100,8 @@ def test_exports_neutralise_formulas(tmp_path):
         files = rec.save(tmp_path)
     text = files["discrepancies"].read_text()
     assert "'=HYPERLINK" in text and "\n=HYPERLINK" not in text and ",=HYPERLINK" not in text
-    xlsx = pd.read_excel(files["report_xlsx"], sheet_name="discrepancies")
-    assert xlsx.merchant_order_id.str.startswith("'").all()
+    xlsx = pd.read_excel(files["report_xlsx"], sheet_name="Discrepancies", header=1)  # row 1: the SANDBOX banner
+    assert xlsx["Merchant order"].str.startswith("'").all()
     html = files["report_html"].read_text()
     assert "&lt;b&gt;x&lt;/b&gt;" in html and "<b>x</b>" not in html  # ledger text cannot inject markup
 
@@ -106,3 +109,127 @@ def test_exports_neutralise_formulas(tmp_path):
 def test_reconcile_needs_a_source():
     with pytest.raises(backd_ops.InputError, match="client= .* or orders="):
         reconcile(pd.DataFrame({"merchant_order_id": ["M"], "backd_order_id": ["B"], "status": ["paid"], "order_total": ["1"]}))
+
+
+# -- issue 11: a reconciliation an auditor accepts ----------------------------------------------------------------------
+def small_ledger(orders: list[dict], n: int = 6) -> pd.DataFrame:
+    return pd.DataFrame([{"merchant_order_id": o["merchant_order_id"], "backd_order_id": o["backd_order_id"], "status": o["status"],
+                          "order_total": f"{o['order_total']:.2f}",
+                          "refunded_amount": f"{sum(r['amount'] for r in o['refunds'] if r['status'] != 'declined'):.2f}"}
+                         for o in orders[:n]])
+
+
+def test_issue11_2_every_artifact_says_what_was_compared(world, tmp_path):
+    sb, ledger, *_ = world
+    path = tmp_path / "ledger.csv"
+    ledger.to_csv(path, index=False)
+    rec = reconcile(path, client=sb.client(), column_map=DEMO_COLUMN_MAP, as_of=AS_OF, progress=False)
+    files = rec.save(tmp_path / "out")
+    import hashlib
+    import json
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    html = files["report_html"].read_text()
+    for text in (rec.record.run_id, "127.0.0.1", "…demo", "ledger.csv", digest, f"{len(ledger):,}", "2026-04-14 09:00:00 CDT",
+                 "2026-04-14 14:00:00 UTC", "USD", "tolerance=0.01", "backd_ops ", "Run by", "Orders read live from Backd",
+                 "SANDBOX"):
+        assert text in html, text
+    summary = json.loads(files["summary_json"].read_text())
+    assert summary["run"]["ledger"] == {"name": "ledger.csv", "sha256": digest, "rows": len(ledger)}
+    assert summary["run"]["account"]["public_key"] == "…demo" and summary["sandbox"] is True
+    assert summary["run"]["as_of_utc"] == "2026-04-14T14:00:00+00:00" and summary["run"]["currency"] == "USD"
+    about = pd.read_excel(files["report_xlsx"], sheet_name="About this run", header=1).set_index("Field")["Value"]
+    assert about["Ledger SHA-256"] == digest and about["Run id"] == rec.record.run_id
+    assert "pk_sandbox_demo" not in html + files["summary_json"].read_text()  # the public key's last four only
+
+
+def test_issue11_3_one_folder_per_run_and_a_latest_pointer(world, tmp_path):
+    _, _, _, _, rec = world
+    first = rec.save_run(tmp_path)
+    second = reconcile(rec.ledger, rec.orders, as_of=AS_OF + timedelta(days=1)).save_run(tmp_path)
+    assert first != second and first.name.startswith("2026-04-14T090000-") and second.name.startswith("2026-04-15T090000-")
+    assert (first / "report.html").is_file() and (second / "report.html").is_file()
+    assert (tmp_path / "latest").resolve() == second.resolve()
+
+
+def test_issue11_4_money_at_stake_counts_each_order_once_and_a_duplicate_its_excess():
+    with run_sandbox(orders=40, now=AS_OF) as sb:
+        orders = [o for o in (sb.store.find(i) for i in sb.store.ids()) if o["status"] == "order_placed"]
+        ledger = small_ledger(orders, 3)
+        ledger.loc[3] = ledger.loc[0]  # a duplicated row: one copy is the excess
+        ledger.loc[1, "status"] = "order_canceled"  # status differs, and its total too: one order, two findings
+        ledger.loc[1, "order_total"] = str(Decimal(ledger.loc[1, "order_total"]) + 7)
+        rec = reconcile(ledger, client=sb.client(), as_of=AS_OF, stale_days=1000, progress=False)
+    found = rec.discrepancies
+    duplicates = found[found.kind == "duplicate_in_ledger"]
+    assert len(duplicates) == 2 and duplicates.at_stake.sum() == Decimal(ledger.loc[0, "order_total"])
+    second = found[found.backd_order_id == ledger.loc[1, "backd_order_id"]]
+    assert set(second.kind) == {"status_mismatch", "order_total_mismatch"}
+    assert second.at_stake.sum() == Decimal(orders[1]["order_total"]).quantize(Decimal("0.01"))  # once, at the largest
+    assert rec.summary.loc["total", "at_stake"] == found.at_stake.sum()
+
+
+def test_issue11_6_the_report_reads_like_a_report(world, tmp_path):
+    _, _, _, _, rec = world
+    files = rec.save(tmp_path)
+    html = files["report_html"].read_text()
+    assert "<NA>" not in html and "match_rate" not in html and "Match rate" in html and "Money at stake" in html
+    assert 'class="total"' in html and '<td class="num">$' in html
+    assert {"Money at stake by kind (each order once)", "Time findings: orders waiting, refunds locking"} <= set(rec.charts())
+    from openpyxl import load_workbook
+
+    book = load_workbook(files["report_xlsx"])
+    sheet = book["Discrepancies"]
+    header = [c.value for c in sheet[2]]
+    money_column = header.index("Money at stake") + 1
+    cell = sheet.cell(row=3, column=money_column)
+    assert isinstance(cell.value, (int, float)) and "$" in cell.number_format
+    assert sheet.freeze_panes == "A3" and sheet.auto_filter.ref.startswith("A2")
+    assert sheet.column_dimensions["A"].width > 8
+    totals = book["Summary"]
+    last = totals.max_row
+    assert totals.cell(row=last, column=1).value == "Total"
+
+
+def test_issue11_7_missing_in_ledger_from_a_snapshot_and_said_plainly_when_live(world):
+    sb, ledger, _, orders, rec = world
+    fewer = ledger.iloc[5:]
+    live = reconcile(fewer, client=sb.client(), column_map=DEMO_COLUMN_MAP, as_of=AS_OF, progress=False)
+    assert not live.has_findings(["missing_in_ledger"]) and "not checked" in live.record.coverage
+    offline = reconcile(fewer, rec.orders, column_map=DEMO_COLUMN_MAP, as_of=AS_OF)
+    missing = offline.discrepancies[offline.discrepancies.kind == "missing_in_ledger"]
+    expected = set(ledger.iloc[:5]["Backd ID"]) - set(fewer["Backd ID"]) - {""}
+    assert set(missing.backd_order_id) == expected and missing.row.eq("").all() | missing.row.isna().all()
+
+
+def test_issue11_7_any_index_works(world, tmp_path):
+    sb, ledger, _, _, rec = world
+    two_months = pd.concat([ledger.iloc[:100], ledger.iloc[100:]])  # a repeated 0..n index
+    two_months.index = [0] * len(two_months)
+    again = reconcile(two_months, rec.orders, column_map=DEMO_COLUMN_MAP, as_of=AS_OF)
+    assert again.match_rate == pytest.approx(rec.match_rate) and len(again.matched) == len(rec.matched)
+    assert again.save(tmp_path)["report_html"].is_file()
+
+
+def test_issue11_7_stale_says_created_when_backd_gives_no_placed_date(world):
+    found = world[4].discrepancies
+    stale = found[found.kind == "stale_order_placed"]
+    assert len(stale) and stale.backd_value.str.startswith("created ").all()
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"as_of": datetime(2026, 4, 14, 9, 0)}, "has no time zone"),
+    ({"tolerance": "-0.01"}, "is negative"),
+    ({"stale_days": -1}, "stale_days must be a number of at least 0"),
+])
+def test_issue11_7_bad_parameters_are_refused(world, options, message):
+    _, ledger, _, _, rec = world
+    with pytest.raises(backd_ops.InputError, match=message):
+        reconcile(ledger, rec.orders, column_map=DEMO_COLUMN_MAP, **options)
+
+
+def test_an_unreachable_backd_stops_the_run():
+    client = backd_ops.BackdClient("pk", "sk", base_url="http://127.0.0.1:9/v1/backd/bnpl/api", timeout=(0.2, 0.2), max_retries=0)
+    ledger = pd.DataFrame({"merchant_order_id": ["M-1"], "backd_order_id": ["BO-1"], "status": ["paid"], "order_total": ["1.00"]})
+    with pytest.raises(backd_ops.NetworkError, match="could not be reached for any of the 1 orders"):
+        reconcile(ledger, client=client, progress=False)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import datetime
-from decimal import Decimal
 
 import pytest
 import requests

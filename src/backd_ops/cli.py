@@ -1,13 +1,14 @@
 """The ``backd-ops`` command: parse arguments, delegate to the package, map outcomes to exit codes.
 
-Exit codes (for schedulers):
+Exit codes (for schedulers; the same for ``run`` and ``reconcile``, see ``errors.EXIT_CODES``):
 
 ====  =====================================================================================
-0     success: every row planned/done/already done; reconciliation without ``--fail-on`` findings
-1     attention needed: rows invalid/failed/uncertain, ``--fail-on`` findings, or a notebook failed
-2     bad input or usage (missing column, unreadable file, unknown parameter)
-3     configuration or authentication (missing keys, wrong keys, production guard)
+0     clean: every row planned/done/already done; a reconciliation without counting ``fail_on`` findings
+1     findings matched ``fail_on``; bulk rows that need attention (invalid, drifted, failed, uncertain)
+2     bad input or parameters, checked before any work (missing column, unreadable file, unknown parameter)
+3     configuration, credentials or a guard (missing or wrong keys, production, approval, a run in progress)
 4     Backd could not be reached or answered with an error that stopped the command
+5     the job failed for an unexpected reason (a bug): see the message and the executed notebook
 ====  =====================================================================================
 """
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from datetime import datetime
@@ -26,26 +26,16 @@ import pandas as pd
 
 from . import bulk
 from .client import BackdClient
-from .errors import (
-    ApprovalError,
-    AuthenticationError,
-    BackdError,
-    ConcurrentRunError,
-    ConfigurationError,
-    InputError,
-    ProductionGuardError,
-    set_option_style,
-)
+from .errors import EXIT_CODES, BackdError, InputError, exit_code_for, set_option_style
 from .execution import execute_plan, guard_production
 from .journal import Journal
 from .plans import approve_plan, load_plan, make_plan, plan_sentence, summarize_outcomes
-from .undo import undo_run
-from .locking import CHICAGO
-from .progress import PROGRESS_ENV
 from .reconcile import KINDS
+from .runner import five_lines, resolve_notebook, run_notebook
+from .undo import undo_run
 
 EXIT_OK, EXIT_ATTENTION, EXIT_INPUT, EXIT_CONFIG, EXIT_BACKD = 0, 1, 2, 3, 4
-NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
+_EXIT_HELP = "Exit codes: " + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items()) + "."
 _OPERATION_COMMANDS = {"refund": "refund", "cancel": "cancel", "confirm": "confirm", "delete-refund": "delete_refund",
                        "update": "update", "place": "place"}
 
@@ -60,15 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     set_option_style("cli")  # messages name --flags, not Python arguments
     try:
         return args.handler(args)
-    except (ConfigurationError, AuthenticationError, ProductionGuardError, ApprovalError, ConcurrentRunError) as exc:
+    except BackdError as exc:  # one classification for every command (errors.exit_code_for)
         print(f"backd-ops: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
-    except InputError as exc:
-        print(f"backd-ops: {exc}", file=sys.stderr)
-        return EXIT_INPUT
-    except BackdError as exc:
-        print(f"backd-ops: {exc}", file=sys.stderr)
-        return EXIT_BACKD
+        return exit_code_for(exc)
     except KeyboardInterrupt:
         print("backd-ops: interrupted; re-run the same command to resume (nothing is applied twice)", file=sys.stderr)
         return 130
@@ -79,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="backd-ops", description="Operate on Backd BNPL orders: look up, bulk-correct, reconcile.",
                                      epilog="Credentials: BACKD_PUBLIC_KEY, BACKD_SECRET_KEY, BACKD_ENVIRONMENT, BACKD_BASE_URL "
-                                            "(environment or .env). Exit codes: 0 ok, 1 attention, 2 input, 3 config/auth, 4 Backd.")
+                                            "(environment or .env). " + _EXIT_HELP)
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     _add_sandbox(commands)
     _add_find(commands)
@@ -89,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_execute(commands)
     _add_undo(commands)
     _add_reconcile(commands)
+    _add_findings(commands)
     _add_journal(commands)
     _add_run(commands)
     _add_demo(commands)
@@ -291,34 +276,108 @@ def _undo(args: argparse.Namespace) -> int:
 
 # -- reconcile -------------------------------------------------------------------------------------------------------
 def _add_reconcile(commands: Any) -> None:
-    p = commands.add_parser("reconcile", help="reconcile a ledger against Backd", description="Ledger vs Backd; reports to --out.")
+    p = commands.add_parser("reconcile", help="reconcile a ledger against Backd",
+                            description="Ledger vs Backd; everything goes into a new folder OUT/<date>T<time>-<run id>/ "
+                                        "(OUT/latest points at it). " + _EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ledger", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True, help="directory for reports, CSVs and the Backd snapshot")
+    p.add_argument("--out", type=Path, required=True, help="parent directory of the run folders")
     p.add_argument("--snapshot", type=Path, default=None, help="offline: a saved backd_snapshot.parquet instead of reading Backd")
-    p.add_argument("--column-map", type=json.loads, default=None, help='JSON, e.g. \'{"Order #": "merchant_order_id"}\'')
-    p.add_argument("--status-map", type=json.loads, default=None, help='JSON, e.g. \'{"dispatched": "order_confirmed"}\'')
+    p.add_argument("--column-map", type=_json_option("--column-map"), default=None, help='JSON, e.g. \'{"Order #": "merchant_order_id"}\'')
+    p.add_argument("--status-map", type=_json_option("--status-map"), default=None, help='JSON, e.g. \'{"dispatched": "order_confirmed"}\'')
     p.add_argument("--decimal-comma", action="store_true", help="the ledger's amounts are written 1.234,50 (decimal comma)")
     p.add_argument("--tolerance", default="0.01")
     p.add_argument("--stale-days", type=float, default=14)
     p.add_argument("--lock-window-hours", type=float, default=24)
+    p.add_argument("--as-of", default="", help="ISO 8601 with an offset (default: now)")
     p.add_argument("--fail-on", default="", help=f"comma-separated kinds that make the exit code 1: {','.join(KINDS)}")
+    p.add_argument("--no-track", action="store_true", help="do not keep findings across runs")
+    p.add_argument("--findings", type=Path, default=None, help="findings store folder (default beside the journal)")
     _add_common(p, out=False)
     p.set_defaults(handler=_reconcile)
 
 
 def _reconcile(args: argparse.Namespace) -> int:
-    from .reconcile import reconcile
+    from .nbtools import parse_as_of
+    from .reconcile import check_kinds, reconcile
 
-    fail_on = [k for k in args.fail_on.split(",") if k]
+    fail_on = check_kinds([k.strip() for k in args.fail_on.split(",") if k.strip()])  # a typo stops us before any work
+    as_of = parse_as_of(args.as_of)
+    if not args.ledger.is_file():
+        raise InputError(f"--ledger: no such file {args.ledger}")
     client = None if args.snapshot else BackdClient.from_env()
+    if client is not None:
+        _header(client)
     rec = reconcile(args.ledger, args.snapshot, client=client, tolerance=args.tolerance, stale_days=args.stale_days,
                     lock_window_hours=args.lock_window_hours, column_map=args.column_map, status_map=args.status_map,
-                    max_workers=args.max_workers, progress=_progress(args), decimal="," if args.decimal_comma else ".")
-    files = rec.save(args.out)
-    print(repr(rec))
-    _show(rec.summary)
-    print(f"\nreport: {files['report_html']}")
-    return EXIT_ATTENTION if fail_on and rec.has_findings(fail_on) else EXIT_OK
+                    max_workers=args.max_workers, progress=_progress(args), decimal="," if args.decimal_comma else ".",
+                    as_of=as_of, findings=False if args.no_track or rec_untrackable(client, args.snapshot) else (args.findings or True))
+    folder = rec.save_run(args.out)
+    counts = rec.counting(fail_on) if fail_on else {}
+    code = EXIT_ATTENTION if any(counts.values()) else EXIT_OK
+    found = ", ".join(f"{k}: {n}" for k, n in counts.items() if n)
+    _print_run(folder, five_lines(rec.summary_json(), code, f"fail_on found {found}" if found else None))
+    return code
+
+
+def rec_untrackable(client: BackdClient | None, snapshot: Path | None) -> bool:
+    """Offline runs track findings only when the snapshot says whose orders it holds."""
+    from .reconcile import snapshot_account_of
+
+    return client is None and (snapshot is None or snapshot_account_of(snapshot) is None)
+
+
+def _print_run(folder: Path | None, lines: list[str]) -> None:
+    if folder is not None:
+        print(f"run folder: {folder}")
+    for line in lines:
+        print(f"  {line}")
+
+
+def _json_option(flag: str) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{flag} must be JSON such as '{{\"Order #\": \"merchant_order_id\"}}' ({exc})") from None
+    return parse
+
+
+# -- findings ------------------------------------------------------------------------------------------------------------
+def _add_findings(commands: Any) -> None:
+    p = commands.add_parser("findings", help="open findings and notes across runs",
+                            description="List the open findings the last reconciliation left, or keep a note on one.")
+    actions = p.add_subparsers(title="actions", metavar="ACTION")
+    listing = actions.add_parser("list", help="open findings with their notes")
+    listing.add_argument("--findings", type=Path, default=None)
+    listing.set_defaults(handler=_findings_list)
+    note = actions.add_parser("note", help="keep a note on an open finding")
+    note.add_argument("order", help="backd_order_id, or merchant:<merchant_order_id> for a ledger row without one")
+    note.add_argument("kind", choices=list(KINDS))
+    note.add_argument("--note", required=True)
+    note.add_argument("--owner", default=None)
+    note.add_argument("--status", choices=["investigating", "no_action_needed"], default="investigating")
+    note.add_argument("--findings", type=Path, default=None)
+    note.set_defaults(handler=_findings_note)
+
+
+def _findings_list(args: argparse.Namespace) -> int:
+    from .findings import FindingsStore
+
+    client = BackdClient.from_env()
+    _header(client)
+    found = FindingsStore(args.findings).open_findings(client.account)
+    _show(found[["order_key", "kind", "first_seen", "last_seen", "ledger_value", "backd_value", "note", "owner", "note_status"]])
+    return EXIT_OK
+
+
+def _findings_note(args: argparse.Namespace) -> int:
+    from .findings import FindingsStore
+
+    client = BackdClient.from_env()
+    _header(client)
+    FindingsStore(args.findings).annotate_open(client.account, args.order, args.kind, note=args.note, status=args.status, owner=args.owner)
+    print(f"noted {args.kind} on {args.order}: {args.status}")
+    return EXIT_OK
 
 
 # -- journal -----------------------------------------------------------------------------------------------------------
@@ -342,19 +401,25 @@ def _journal(args: argparse.Namespace) -> int:
 
 # -- notebooks -----------------------------------------------------------------------------------------------------------
 def _add_run(commands: Any) -> None:
-    p = commands.add_parser("run", help="execute a notebook with papermill", description="papermill with our defaults.")
+    p = commands.add_parser("run", help="execute a notebook with papermill (a scheduled run)",
+                            description="papermill with our checks: parameters are checked before anything is written; "
+                                        "with no keys the run stops (pass -p backend sandbox to rehearse); a reconciliation "
+                                        "goes into its own run folder. " + _EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("notebook", help="path, or a name in notebooks/ (e.g. reconciliation)")
     p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="VALUE is read as JSON when it parses (numbers, true, lists), else as text")
-    p.add_argument("--out", type=Path, default=None, help="directory for the executed notebook (default: the out_dir parameter, else out/)")
+    p.add_argument("--out", type=Path, default=None, help="where the run goes (default: the out_dir parameter)")
     p.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     parameters = {name: _parse_value(value) for name, value in args.parameter}
-    out_dir = args.out or Path(str(parameters.get("out_dir") or "out"))  # the executed notebook lies beside its reports
-    executed = run_notebook(args.notebook, parameters, out_dir=out_dir)
-    return EXIT_OK if executed else EXIT_ATTENTION
+    outcome = run_notebook(args.notebook, parameters, out_dir=args.out)
+    _print_run(outcome.folder, outcome.summary_lines())
+    print(f"executed notebook: {outcome.notebook}")
+    if outcome.error:
+        print(f"backd-ops: {resolve_notebook(args.notebook).name} failed: {outcome.error} (exit {outcome.code})", file=sys.stderr)
+    return outcome.code
 
 
 def _parse_value(text: str) -> Any:
@@ -364,72 +429,24 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def resolve_notebook(name: str) -> Path:
-    path = Path(name)
-    if path.is_file():
-        return path
-    candidate = NOTEBOOK_DIR / (name if name.endswith(".ipynb") else f"{name}.ipynb")
-    if candidate.is_file():
-        return candidate
-    raise InputError(f"no notebook {name!r}; the notebooks are: {', '.join(p.stem for p in sorted(NOTEBOOK_DIR.glob('*.ipynb')))}")
-
-
-def run_notebook(name: str, parameters: dict[str, Any], *, out_dir: Path) -> Path | None:
-    """Execute a notebook with papermill; the executed copy goes under ``out_dir``. None if it failed."""
-    import papermill as pm
-
-    from .nbtools import refuse_secret_parameters
-
-    refuse_secret_parameters(parameters)  # before papermill writes them into the executed notebook
-    source = resolve_notebook(name)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    output = out_dir / f"{source.stem}-{datetime.now(CHICAGO):%Y%m%dT%H%M%S}.ipynb"
-    os.environ.setdefault(PROGRESS_ENV, "plain")
-    try:
-        pm.execute_notebook(str(source), str(output), parameters=parameters, kernel_name="python3", progress_bar=False,
-                            log_output=False, cwd=str(Path.cwd()))
-    except pm.PapermillExecutionError as exc:
-        print(f"backd-ops: {source.name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}", file=sys.stderr)
-        print(f"backd-ops: the executed notebook (with the error) is {output}", file=sys.stderr)
-        return None
-    print(f"executed notebook: {output}")
-    return output
-
-
 # -- demo -------------------------------------------------------------------------------------------------------------
 def _add_demo(commands: Any) -> None:
     p = commands.add_parser("demo", help="the main job against an embedded sandbox",
-                            description="Start a sandbox with demo data and a demo ledger with planted discrepancies, "
-                                        "run reconciliation.ipynb through papermill and print the summary.")
+                            description="Run reconciliation.ipynb through papermill against the embedded sandbox (passed "
+                                        "explicitly: backend=sandbox) and its demo ledger with planted discrepancies.")
     p.add_argument("--orders", type=int, default=500)
     p.add_argument("--out", type=Path, default=Path("out/demo"))
     p.set_defaults(handler=_demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .sandbox import run_sandbox
-    from .sandbox.demo import DEMO_COLUMN_MAP, demo_ledger
-
     started = time.monotonic()
-    args.out.mkdir(parents=True, exist_ok=True)
-    with run_sandbox(orders=args.orders) as sandbox:
-        rows, _ = demo_ledger([sandbox.store.find(i) for i in sandbox.store.ids()])
-        ledger_path = args.out / "demo_ledger.csv"
-        pd.DataFrame(rows).to_csv(ledger_path, index=False)
-        print(f"sandbox {sandbox.base_url} with {args.orders} demo orders; demo ledger {ledger_path} ({len(rows)} rows)")
-        os.environ.update(sandbox.env())  # the notebook's kernel inherits these: keys never become parameters
-        executed = run_notebook("reconciliation", {"ledger_path": str(ledger_path), "column_map": DEMO_COLUMN_MAP,
-                                                   "out_dir": str(args.out), "backend": "env"}, out_dir=args.out)
-    if executed is None:
-        return EXIT_ATTENTION
-    summary = json.loads((args.out / "summary.json").read_text())
-    print(f"\nreport: {args.out / 'report.html'}\nfindings: {summary['stats']['findings']} "
-          f"(match rate {summary['stats']['match_rate']:.1%})")
-    for kind, row in summary["by_kind"].items():
-        if row["findings"]:
-            print(f"  {kind:28s} {row['severity']:6s} {row['findings']:5d}  at stake {row['at_stake']:>12s}")
-    print(f"done in {time.monotonic() - started:.1f} s")
-    return EXIT_OK
+    parameters = {"backend": "sandbox", "sandbox_orders": args.orders, "out_dir": str(args.out),
+                  "findings_path": str(args.out / "findings")}
+    outcome = run_notebook("reconciliation", parameters, out_dir=args.out)
+    _print_run(outcome.folder, outcome.summary_lines())
+    print(f"report: {outcome.folder / 'report.html' if outcome.folder else '—'}\ndone in {time.monotonic() - started:.1f} s")
+    return outcome.code
 
 
 # -- output helpers ---------------------------------------------------------------------------------------------------

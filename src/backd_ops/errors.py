@@ -55,7 +55,9 @@ __all__ = [
     "RateLimitError",
     "RequestTimeout",
     "ServerError",
+    "EXIT_CODES",
     "error_for_status",
+    "exit_code_for",
     "redact",
     "register_secret",
 ]
@@ -270,6 +272,49 @@ _STATUS_TABLE: dict[int, type[APIError]] = {
     422: InvalidRequestError,
     429: RateLimitError,
 }
+
+
+EXIT_CODES = {
+    0: "clean: nothing needs attention",
+    1: "findings matched fail_on (reconciliation), or rows need attention (bulk)",
+    2: "bad input or parameters (checked before any work)",
+    3: "configuration, credentials, or a guard (production, approval, a run in progress)",
+    4: "Backd could not be reached, or answered with an error that stopped the job",
+    5: "the job failed for an unexpected reason (a bug): see the message and the executed notebook",
+}
+_CONFIG_ERRORS = ("ConfigurationError", "AuthenticationError", "ProductionGuardError", "ApprovalError", "ConcurrentRunError")
+
+
+def exit_code_for(error: BaseException | type[BaseException] | str) -> int:
+    """The exit code a scheduler acts on, for an error (or its class name, as papermill reports it).
+
+    Examples
+    --------
+    >>> exit_code_for(FindingsError("found")), exit_code_for("LedgerError"), exit_code_for("KeyError")
+    (1, 2, 5)
+    """
+    name = error if isinstance(error, str) else (error.__name__ if isinstance(error, type) else type(error).__name__)
+    cls = _error_classes().get(name)
+    if cls is None:
+        return 5
+    mro = {c.__name__ for c in cls.__mro__}
+    if "FindingsError" in mro:
+        return 1
+    if mro & set(_CONFIG_ERRORS):
+        return 3
+    if "InputError" in mro:
+        return 2
+    return 4
+
+
+def _error_classes() -> dict[str, type[BackdError]]:
+    found: dict[str, type[BackdError]] = {}
+    pending: list[type[BackdError]] = [BackdError]
+    while pending:
+        cls = pending.pop()
+        found[cls.__name__] = cls
+        pending.extend(cls.__subclasses__())
+    return found
 
 
 def error_for_status(status: int) -> type[APIError]:

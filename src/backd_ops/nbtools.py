@@ -1,7 +1,9 @@
 """What the notebooks call: their parameter specs and checks, and a connection to Backd or an embedded sandbox.
 
 Each notebook has one ``parameters`` cell; its names and types are declared here once (``NOTEBOOK_PARAMETERS``),
-so the notebook's check cell, ``backd-ops run`` and the tests agree. Credentials are never parameters.
+so the notebook's check cell, ``backd-ops run`` (before papermill starts) and the tests agree. Credentials are
+never parameters. A scheduled run (papermill, ``backd-ops run``) never falls back to the embedded sandbox: with
+no keys it stops, saying how to set them or how to ask for the sandbox on purpose.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import difflib
 import os
 from contextlib import ExitStack
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -18,9 +21,13 @@ import pandas as pd
 from .client import BackdClient
 from .config import Settings
 from .errors import ConfigurationError, FindingsError, InputError
-from .reconcile import KINDS
+from .reconcile import KINDS, check_kinds
 
-__all__ = ["NOTEBOOK_PARAMETERS", "Session", "check_parameters", "open_session", "refuse_secret_parameters"]
+__all__ = ["NOTEBOOK_PARAMETERS", "Session", "check_parameters", "check_run_parameters", "is_scheduled", "open_session",
+           "refuse_secret_parameters"]
+
+SCHEDULED_ENV = "BACKD_OPS_SCHEDULED"
+_JUPYTER_SERVERS = ("jupyter-lab", "jupyter-notebook", "jupyter-server", "jupyter-nbclassic", "jupyterlab", "jupyter_server")
 
 _SECRET_WORDS = ("secret", "password", "token", "key", "auth")
 
@@ -50,7 +57,12 @@ NOTEBOOK_PARAMETERS: dict[str, dict[str, Param]] = {
         "tolerance": Param((str, float, int), "differences up to this amount are not findings"),
         "stale_days": Param((int, float), "order_placed longer than this is a finding"),
         "lock_window_hours": Param((int, float), "active refunds locking within this many hours are findings"),
-        "fail_on": Param((list,), f"finding kinds that fail the run (exit non-zero): {', '.join(KINDS)}"),
+        "fail_on": Param((list,), f"finding kinds that fail the run (exit 1): {', '.join(KINDS)}"),
+        "as_of": Param((str,), 'when the run is judged, ISO 8601 with an offset (e.g. "2026-04-14T09:00:00-05:00"); "" = now'),
+        "run_id": Param((str,), '"" = a new one; backd-ops run sets it so the executed notebook goes into the run folder'),
+        "track_findings": Param((bool,), "keep findings across runs (new / open / resolved since last run)"),
+        "findings_path": Param((str,), 'findings store folder; "" = beside the journal ($BACKD_OPS_FINDINGS)'),
+        "decimal_comma": Param((bool,), "the ledger's amounts are written 1.234,50"),
     },
     "bulk_operation": {
         **_COMMON,
@@ -90,6 +102,35 @@ def refuse_secret_parameters(names: list[str] | Mapping[str, Any]) -> None:
                                      "never from notebook parameters")
 
 
+def check_run_parameters(notebook: str, parameters: Mapping[str, Any]) -> None:
+    """Check parameters before papermill writes them anywhere: credentials (ConfigurationError), unknown names
+    with a suggestion, types, choices, finding kinds and input files (InputError).
+
+    Examples
+    --------
+    >>> check_run_parameters("reconciliation", {"fail_on": ["missing_in_bakd"]})
+    Traceback (most recent call last):
+    ...
+    backd_ops.errors.InputError: unknown finding kind 'missing_in_bakd' (did you mean 'missing_in_backd'?); the kinds are: missing_in_backd, missing_in_ledger, lookup_failed, duplicate_in_ledger, order_total_mismatch, refunded_amount_mismatch, refund_locks_soon, status_mismatch, merchant_order_id_mismatch, stale_order_placed, unverifiable
+    """
+    spec = NOTEBOOK_PARAMETERS[notebook]
+    refuse_secret_parameters([n for n in parameters if n not in spec])
+    _refuse_unknown(notebook, parameters, spec)
+    for name, value in parameters.items():
+        _check_one(name, value, spec[name])
+    for name in ("ledger_path", "input_path", "plan_path", "ids_path"):
+        value = parameters.get(name)
+        if value and not Path(os.path.expanduser(str(value))).is_file():
+            raise InputError(f"parameter {name}: no such file {value!r}")
+
+
+def _refuse_unknown(notebook: str, names: Mapping[str, Any] | set[str], spec: Mapping[str, Param]) -> None:
+    unknown = sorted(set(names) - set(spec))
+    if unknown:
+        hints = [f"{n!r}" + (f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(n, spec, n=1)) else "") for n in unknown]
+        raise InputError(f"unknown parameter {', '.join(hints)}; {notebook} takes: {', '.join(spec)}")
+
+
 def check_parameters(notebook: str, namespace: Mapping[str, Any], before: set[str]) -> dict[str, Any]:
     """Check a notebook's parameters: unknown names are errors (with a suggestion), types and choices checked.
 
@@ -104,11 +145,8 @@ def check_parameters(notebook: str, namespace: Mapping[str, Any], before: set[st
     """
     spec = NOTEBOOK_PARAMETERS[notebook]
     defined = {n for n in namespace if n not in before and not n.startswith("_")}
-    unknown = sorted(defined - set(spec))
-    refuse_secret_parameters(unknown)
-    if unknown:
-        hints = [f"{n!r}" + (f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(n, spec, n=1)) else "") for n in unknown]
-        raise InputError(f"unknown parameter {', '.join(hints)}; {notebook} takes: {', '.join(spec)}")
+    refuse_secret_parameters(sorted(defined - set(spec)))
+    _refuse_unknown(notebook, defined, spec)
     values = {name: namespace[name] for name in spec if name in namespace}
     for name, value in values.items():
         _check_one(name, value, spec[name])
@@ -125,9 +163,32 @@ def _check_one(name: str, value: Any, param: Param) -> None:
     if param.choices and isinstance(value, str) and value not in param.choices:
         raise InputError(f"parameter {name} must be one of {', '.join(param.choices)}, got {value!r}")
     if name == "fail_on":
-        unknown = sorted(set(value) - set(KINDS))
-        if unknown:
-            raise InputError(f"fail_on has unknown kind(s) {unknown}; known: {', '.join(KINDS)}")
+        check_kinds(value)
+    if name == "as_of" and value:
+        parse_as_of(value)
+    if name == "tolerance":
+        from .reconcile import _check_parameters
+
+        _check_parameters(None, value, 0, 0)
+
+
+def parse_as_of(text: str) -> datetime | None:
+    """The ``as_of`` parameter: ISO 8601 with an offset, or "" for now; a time without a zone is refused.
+
+    Examples
+    --------
+    >>> parse_as_of("2026-04-14T09:00:00-05:00").isoformat()
+    '2026-04-14T09:00:00-05:00'
+    """
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(f"as_of {text!r} is not an ISO 8601 time (e.g. 2026-04-14T09:00:00-05:00)") from None
+    if moment.tzinfo is None:
+        raise InputError(f"as_of {text!r} has no time zone: add one (e.g. -05:00); it would be read in this machine's zone")
+    return moment
 
 
 @dataclass
@@ -137,14 +198,48 @@ class Session:
     client: BackdClient
     sandbox: Any
     _stack: ExitStack
+    fell_back: bool = False
 
     def close(self) -> None:
         self.client.close()
         self._stack.close()
 
     def describe(self) -> str:
-        where = "an embedded sandbox" if self.sandbox is not None else f"Backd {self.client.environment}"
-        return f"Connected to {where} at {self.client.base_url} as {self.client.public_key}"
+        where = "an embedded sandbox (demo data)" if self.sandbox is not None else f"Backd {self.client.environment}"
+        return f"Connected to {where} at {self.client.account.host}, key {self.client.account.key_hint}"
+
+    def banner_html(self) -> str:
+        """A banner a person cannot miss when this is not production (red for the embedded sandbox)."""
+        import html
+
+        if self.sandbox is None and self.client.is_production:
+            return f"<p><b>{html.escape(self.describe())}</b></p>"
+        why = " No Backd keys were found (BACKD_PUBLIC_KEY / BACKD_SECRET_KEY in the environment or .env)." if self.fell_back else ""
+        return (f'<p style="background:#b42318;color:#fff;padding:6px 12px;font-weight:700">SANDBOX: '
+                f"{html.escape(self.describe())}.{html.escape(why)}</p>")
+
+
+def is_scheduled() -> bool:
+    """Whether nobody is at the keyboard: ``$BACKD_OPS_SCHEDULED`` says so, else a kernel not started by a Jupyter
+    server (papermill, nbconvert, a script) counts as scheduled."""
+    flag = os.environ.get(SCHEDULED_ENV, "").strip().lower()
+    if flag in ("1", "yes", "true"):
+        return True
+    if flag in ("0", "no", "false"):
+        return False
+    return not _started_by_jupyter_server()
+
+
+def _started_by_jupyter_server() -> bool:
+    try:
+        argv = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    names = [Path(a.decode(errors="replace")).name for a in argv]
+    for i, name in enumerate(names):
+        if name in _JUPYTER_SERVERS or (name == "jupyter" and i + 1 < len(names) and names[i + 1] in ("lab", "notebook", "server", "nbclassic")):
+            return True
+    return False
 
 
 def _has_credentials() -> bool:
@@ -165,15 +260,19 @@ def open_session(backend: str = "auto", *, sandbox_orders: int = 500) -> Session
     True
     >>> session.close()
     """
+    if backend not in ("auto", "sandbox", "env"):
+        raise InputError(f'backend must be "auto", "sandbox" or "env", got {backend!r}')
     stack = ExitStack()
     if backend == "env" or (backend == "auto" and _has_credentials()):
         return Session(BackdClient.from_env(), None, stack)
-    if backend not in ("auto", "sandbox"):
-        raise InputError(f'backend must be "auto", "sandbox" or "env", got {backend!r}')
+    if backend == "auto" and is_scheduled():
+        raise ConfigurationError(
+            "no Backd keys: set BACKD_PUBLIC_KEY and BACKD_SECRET_KEY (environment or .env) for a scheduled run; "
+            'to rehearse against the embedded sandbox on purpose, pass backend="sandbox" (-p backend sandbox)')
     from .sandbox import run_sandbox
 
     sandbox = stack.enter_context(run_sandbox(orders=sandbox_orders))
-    return Session(sandbox.client(), sandbox, stack)
+    return Session(sandbox.client(), sandbox, stack, fell_back=backend == "auto")
 
 
 def demo_ledger_frame(session: Session) -> tuple[pd.DataFrame, dict[str, str]]:
@@ -184,7 +283,9 @@ def demo_ledger_frame(session: Session) -> tuple[pd.DataFrame, dict[str, str]]:
         raise InputError("ledger_path is empty: give a ledger file, or use backend=\"sandbox\" for the demo ledger")
     store = session.sandbox.store
     rows, _ = demo_ledger([store.find(i) for i in store.ids()])
-    return pd.DataFrame(rows), dict(DEMO_COLUMN_MAP)
+    frame = pd.DataFrame(rows)
+    frame.attrs["source"] = "demo ledger of the embedded sandbox"
+    return frame, dict(DEMO_COLUMN_MAP)
 
 
 def demo_bulk_input(session: Session, operation: str, *, rows: int = 8) -> pd.DataFrame:
@@ -230,11 +331,36 @@ def show_charts(charts: Mapping[str, str]) -> None:
 
 
 def fail_on_findings(rec: Any, kinds: list[str]) -> None:
-    """Raise :class:`FindingsError` (after the reports are saved) when ``rec`` has findings of ``kinds``."""
-    if kinds and rec.has_findings(kinds):
-        counts = rec.summary.loc[kinds, "findings"]
+    """Raise :class:`FindingsError` (after the reports are saved) when ``rec`` has findings of ``kinds`` that count
+    (a finding noted ``no_action_needed`` does not, until its values change)."""
+    counts = rec.counting(kinds) if kinds else {}
+    if any(counts.values()):
         found = ", ".join(f"{k}: {n}" for k, n in counts.items() if n)
         raise FindingsError(f"reconciliation found {found} (fail_on={kinds}); the reports are saved")
+
+
+def progress_for(progress: str | bool) -> bool | str:
+    """The notebook's ``progress`` parameter as the bulk and reconcile functions take it: "auto" shows bars to a person
+    and nothing in a scheduled run (so the executed notebook's first output is its "About this run")."""
+    if progress in (False, "off"):
+        return False
+    if progress == "auto":
+        return False if is_scheduled() else True
+    return progress
+
+
+def about_html(rec: Any, folder: Path | None, session: Session | None = None) -> Any:
+    """The executed notebook's first output: banner, "About this run", where the reports went, the headline."""
+    import html
+
+    from IPython.display import HTML
+
+    from . import report
+
+    where = f"<p>Reports: <code>{html.escape(str(folder))}</code></p>" if folder is not None else ""
+    banner = session.banner_html() if session is not None else ""
+    return HTML(f"{banner}<h3>About this run</h3>{report.pairs_html(rec.record.about(), 'about')}{where}"
+                f"{report.pairs_html(rec.headline(), 'headline')}")
 
 
 def output_dir(path: str) -> Path:

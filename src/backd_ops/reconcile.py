@@ -1,57 +1,110 @@
-"""Reconciliation: the merchant's ledger against Backd, as a ``Reconciliation`` you can question and export.
+"""Reconciliation: the merchant's ledger against Backd, as a ``Reconciliation`` you can question, track and sign off.
 
-Like datacompy's ``Compare``: one outer comparison (vectorised, in integer cents) yields ``.discrepancies``
-(one row per finding, with kind, severity, values, difference and a suggested action), ``.summary``,
-``.matched``, and frames of suggested corrections that feed straight into the bulk dry runs.
+Like datacompy's ``Compare``: one comparison (:mod:`backd_ops.compare`, vectorised, in integer cents) yields
+``.discrepancies`` (one row per finding, with kind, severity, values, difference, money at stake and an action),
+``.summary`` (per kind, with a total that equals the table's column), ``.matched``, and suggested corrections
+that feed straight into the bulk dry runs. Every reconciliation carries a :class:`RunRecord` saying what was
+compared (account, ledger file and hash, ``as_of``, parameters, who, tool version); with a findings store it
+also says what changed since the last run (:mod:`backd_ops.findings`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+import os
+import uuid
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from . import report
 from .client import BackdClient
-from .errors import InputError
+from .compare import KINDS, MONEY_KINDS, SEVERITY_ORDER, TIME_KINDS, compare
+from .config import TOOL_VERSION, Account, current_user
+from .errors import AuthenticationError, BackdError, InputError, NetworkError, RateLimitError, ServerError
+from .findings import ANNOTATION_STATUSES, Changes, FindingsStore
 from .ledger import load_ledger
-from .money import to_cents
 from .locking import CHICAGO
 from .models import OrderStatus, cents_to_money
-from .reads import find_orders
-from .tables import read_table, write_csv, write_excel
+from .money import to_cents
+from .reads import fetch_orders
+from .tables import read_table, write_csv
 
-__all__ = ["KINDS", "Reconciliation", "load_snapshot", "reconcile"]
+__all__ = ["KINDS", "LedgerSource", "Reconciliation", "RunRecord", "load_snapshot", "reconcile"]
+
+CURRENCY = "USD"
+DISCREPANCY_COLUMNS = ["kind", "severity", "row", "backd_order_id", "merchant_order_id", "ledger_value", "backd_value",
+                       "difference", "at_stake", "exposure", "action"]
+TRACKED_COLUMNS = ["change", "first_seen", "age_days", "values_changed", "note", "owner", "note_status", "written_by", "suppressed"]
+_SNAPSHOT_ACCOUNT = b"backd_ops.account"
 
 
 @dataclass(frozen=True)
-class Kind:
-    """A kind of finding: how bad it is, and what to do about it."""
+class LedgerSource:
+    """What ledger was compared: its file name (or ``DataFrame``), SHA-256 of its bytes (or content) and rows."""
 
-    severity: str
-    action: str
+    name: str
+    sha256: str
+    rows: int
 
 
-KINDS: dict[str, Kind] = {
-    "missing_in_backd": Kind("high", "check the backd_order_id: Backd has no such order"),
-    "lookup_failed": Kind("high", "Backd could not be read for this order: re-run the reconciliation"),
-    "duplicate_in_ledger": Kind("high", "merge or remove the duplicate ledger rows"),
-    "order_total_mismatch": Kind("high", "update_orders while order_placed, else correct the ledger"),
-    "refunded_amount_mismatch": Kind("high", "refund_orders / delete_refunds (see suggested_refunds), or correct the ledger"),
-    "refund_locks_soon": Kind("high", "last chance: change or delete this refund before it locks"),
-    "status_mismatch": Kind("medium", "bring the ledger and Backd to the same status (see suggested_cancels)"),
-    "merchant_order_id_mismatch": Kind("medium", "correct merchant_order_id in the ledger (or in Backd with update_order)"),
-    "stale_order_placed": Kind("medium", "confirm_orders or cancel_orders: it has waited in order_placed too long"),
-    "unverifiable": Kind("low", "add the backd_order_id to the ledger: Backd has no lookup by merchant id"),
-}
-SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2}
-DISCREPANCY_COLUMNS = ["kind", "severity", "row", "backd_order_id", "merchant_order_id", "ledger_value", "backd_value",
-                       "difference", "at_stake", "action"]
+@dataclass(frozen=True)
+class RunRecord:
+    """What a reconciliation compared, when, how and by whom: the header of every artifact it leaves."""
+
+    run_id: str
+    account: Account | None
+    ledger: LedgerSource
+    as_of: datetime
+    parameters: dict[str, Any]
+    orders_live: int
+    orders_from_snapshot: int
+    coverage: str
+    run_by: str = field(default_factory=current_user)
+    tool_version: str = TOOL_VERSION
+    currency: str = CURRENCY
+
+    @property
+    def sandbox(self) -> bool:
+        """Not production: a sandbox account (Backd's or the embedded one), or an account we cannot name."""
+        return self.account is None or self.account.environment != "production"
+
+    def about(self) -> dict[str, str]:
+        """Human labels → values, in the order reports show them."""
+        account = self.account
+        as_of = self.as_of.astimezone(CHICAGO)
+        return {
+            "Run id": self.run_id,
+            "Environment": ("SANDBOX: " if self.sandbox else "") + (account.environment if account else "unknown (offline snapshot)"),
+            "Backd host": account.host if account else "—",
+            "Account (public key)": account.key_hint if account else "—",
+            "Ledger file": self.ledger.name,
+            "Ledger SHA-256": self.ledger.sha256,
+            "Ledger rows": f"{self.ledger.rows:,}",
+            "As of (Chicago)": as_of.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "As of (UTC)": as_of.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+            "Currency": self.currency,
+            "Orders read live from Backd": f"{self.orders_live:,}",
+            "Orders from a snapshot": f"{self.orders_from_snapshot:,}",
+            "Orders Backd has that the ledger lacks": self.coverage,
+            "Parameters": ", ".join(f"{k}={v}" for k, v in self.parameters.items()),
+            "Tool version": f"backd_ops {self.tool_version}",
+            "Run by": self.run_by,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["account"] = None if self.account is None else {**asdict(self.account), "public_key": self.account.key_hint}
+        data["as_of"] = self.as_of.isoformat()
+        data["as_of_utc"] = self.as_of.astimezone(timezone.utc).isoformat()
+        data["sandbox"] = self.sandbox
+        return data
 
 
 def reconcile(
@@ -65,13 +118,17 @@ def reconcile(
     lock_window_hours: float = 24,
     column_map: Mapping[str, str] | None = None,
     status_map: Mapping[str, str] | None = None,
+    decimal: str = ".",
     max_workers: int | None = None,
     progress: bool | str = True,
-    decimal: str = ".",
+    findings: FindingsStore | str | Path | bool = False,
+    run_id: str | None = None,
 ) -> Reconciliation:
     """Compare the ledger with Backd: live with ``client``, or offline with a saved ``orders`` snapshot.
 
-    Differences up to ``tolerance`` (in currency units, compared in exact cents) are not findings.
+    Differences up to ``tolerance`` (in currency units, compared in exact cents) are not findings. ``as_of``
+    must be timezone-aware (default: now). ``findings=True`` (or a store or its folder) tracks the findings
+    across runs: ``rec.changes`` says what is new, still open and resolved since the last run.
 
     Examples
     --------
@@ -79,30 +136,83 @@ def reconcile(
     >>> rec.summary                                              # doctest: +SKIP
     >>> refund_orders(client, rec.suggested_refunds())           # a dry run, as always  # doctest: +SKIP
     """
+    moment, tolerance_cents = _check_parameters(as_of, tolerance, stale_days, lock_window_hours)
+    source = ledger_source(ledger)
     typed = ledger if _is_loaded(ledger) else load_ledger(ledger, column_map, status_map, decimal=decimal)
-    if orders is None:
-        if client is None:
-            raise InputError("reconcile needs either client= (to read Backd) or orders= (a saved snapshot)")
-        ids = typed["backd_order_id"].dropna().unique().tolist()
-        orders = find_orders(client, ids, max_workers=max_workers, progress=progress)
+    source = replace(source, rows=len(typed))
+    if orders is None and client is None:
+        raise InputError("reconcile needs either client= (to read Backd) or orders= (a saved snapshot)")
+    snapshot_account = snapshot_account_of(orders) if orders is not None and not isinstance(orders, pd.DataFrame) else None
+    live = orders is None
+    if live:
+        orders = read_live(client, typed["backd_order_id"].dropna().unique().tolist(), max_workers=max_workers, progress=progress)
     snapshot = load_snapshot(orders)
-    moment = (as_of or datetime.now(CHICAGO)).astimezone(CHICAGO)
-    params = {"tolerance": str(tolerance), "as_of": moment.isoformat(), "stale_days": stale_days,
-              "lock_window_hours": lock_window_hours}
-    found = _compare(typed, snapshot, tolerance_cents=_cents(tolerance), as_of=moment, stale_days=stale_days,
-                     lock_window_hours=lock_window_hours)
-    return Reconciliation(typed, snapshot, found, params)
+    params = {"tolerance": str(tolerance), "stale_days": stale_days, "lock_window_hours": lock_window_hours}
+    found = compare(typed, snapshot, tolerance_cents=tolerance_cents, as_of=moment, stale_days=stale_days,
+                    lock_window_hours=lock_window_hours, check_missing_in_ledger=not live)
+    account = client.account if client is not None else snapshot_account
+    record = RunRecord(run_id or uuid.uuid4().hex[:8], account, source, moment, params,
+                       orders_live=len(snapshot) if live else 0, orders_from_snapshot=0 if live else len(snapshot),
+                       coverage=_coverage(live, snapshot))
+    rec = Reconciliation(typed, snapshot, found, record)
+    if findings is not False and findings is not None:
+        rec.track(findings)
+    return rec
+
+
+def read_live(client: BackdClient, ids: list[str], *, max_workers: int | None, progress: bool | str) -> pd.DataFrame:
+    """The ledger's orders from Backd; wrong keys or an unreachable Backd stop the run (they are not findings)."""
+    batch = fetch_orders(client, ids, max_workers=max_workers, progress=progress)
+    errors = [o for o in batch.orders.values() if isinstance(o, BackdError)]
+    auth = next((e for e in errors if isinstance(e, AuthenticationError)), None)
+    if auth is not None:
+        raise auth
+    unreachable = [e for e in errors if isinstance(e, (NetworkError, ServerError, RateLimitError))]
+    if ids and len(unreachable) == len(batch.orders):
+        raise NetworkError(f"Backd could not be reached for any of the {len(ids):,} orders ({unreachable[0].message}); "
+                           "nothing was compared", endpoint="find_order")
+    return batch.frame()
+
+
+def _check_parameters(as_of: datetime | None, tolerance: float | str, stale_days: float, lock_window_hours: float) -> tuple[datetime, int]:
+    if as_of is not None and (as_of.tzinfo is None or as_of.utcoffset() is None):
+        raise InputError(f"as_of {as_of.isoformat()} has no time zone: give one (e.g. 2026-04-14T09:00:00-05:00); "
+                         "a naive time would be read in this machine's zone")
+    cents, problems = to_cents(pd.Series([str(tolerance)]))
+    if problems.iloc[0] or pd.isna(cents.iloc[0]):
+        raise InputError(f"tolerance {tolerance!r} must be an amount with at most 2 decimals")
+    if int(cents.iloc[0]) < 0:
+        raise InputError(f"tolerance {tolerance!r} is negative: it is the largest difference that is not a finding")
+    for name, value in (("stale_days", stale_days), ("lock_window_hours", lock_window_hours)):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            raise InputError(f"{name} must be a number of at least 0, got {value!r}")
+    return (as_of or datetime.now(CHICAGO)).astimezone(CHICAGO), int(cents.iloc[0])
+
+
+def _coverage(live: bool, snapshot: pd.DataFrame) -> str:
+    if live:
+        return ("not checked: a live run reads only the ledger's orders, and Backd has no list endpoint "
+                "(reconcile against a snapshot or the order store to check)")
+    return f"checked against {len(snapshot):,} orders in the snapshot"
+
+
+def ledger_source(ledger: pd.DataFrame | str | Path) -> LedgerSource:
+    """Name, SHA-256 and rows of a ledger file (its bytes) or frame (its content)."""
+    if isinstance(ledger, pd.DataFrame):
+        digest = hashlib.sha256(pd.util.hash_pandas_object(ledger, index=True).to_numpy().tobytes()).hexdigest()
+        return LedgerSource(str(ledger.attrs.get("source", "(in-memory DataFrame)")), digest, len(ledger))
+    path = Path(ledger)
+    if not path.is_file():
+        raise InputError(f"no such ledger file: {path}")
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return LedgerSource(path.name, digest.hexdigest(), -1)
 
 
 def _is_loaded(ledger: Any) -> bool:
     return isinstance(ledger, pd.DataFrame) and {"order_total_cents", "backd_status"} <= set(ledger.columns)
-
-
-def _cents(amount: float | str) -> int:
-    cents, problems = to_cents(pd.Series([str(amount)]))
-    if problems.iloc[0] or pd.isna(cents.iloc[0]):
-        raise InputError(f"tolerance {amount!r} must be an amount with at most 2 decimals")
-    return int(cents.iloc[0])
 
 
 def load_snapshot(orders: pd.DataFrame | str | Path) -> pd.DataFrame:
@@ -116,136 +226,57 @@ def load_snapshot(orders: pd.DataFrame | str | Path) -> pd.DataFrame:
     for money in ("order_total", "refunded_amount", "active_refund_amount"):
         missing = pd.Series(pd.NA, index=frame.index, dtype="Int64")
         frame[f"{money}_cents"] = to_cents(frame[money])[0] if money in frame.columns else missing
-    for moment in ("create_date", "active_refund_locked_at"):
+    for moment in ("create_date", "placed_date", "active_refund_locked_at"):
         frame[moment] = pd.to_datetime(frame[moment], utc=True).dt.tz_convert(CHICAGO) if moment in frame.columns else pd.NaT
     return frame.drop_duplicates("backd_order_id", keep="last").reset_index(drop=True)
 
 
-# -- the comparison (vectorised) -------------------------------------------------------------------------------
-def _compare(ledger: pd.DataFrame, orders: pd.DataFrame, *, tolerance_cents: int, as_of: datetime, stale_days: float,
-             lock_window_hours: float) -> pd.DataFrame:
-    side = orders[["backd_order_id", "merchant_order_id", "status", "order_total_cents", "refunded_amount_cents",
-                   "active_refund_amount_cents", "create_date", "active_refund_locked_at", "error"]]
-    merged = ledger.rename_axis("row").reset_index().merge(side, on="backd_order_id", how="left", suffixes=("", "_backd"),
-                                                           indicator=True)  # snapshot ids are unique (load_snapshot)
-    has_id = merged["backd_order_id"].notna()
-    read_error = merged["error"].notna() & has_id
-    not_found = has_id & ((merged["_merge"] == "left_only") | (read_error & merged["error"].astype("string").str.startswith("NotFoundError")))
-    failed = read_error & ~not_found
-    found = has_id & ~not_found & ~failed
-    duplicated = has_id & merged["backd_order_id"].duplicated(keep=False)
-    parts = [
-        _finding("unverifiable", merged, ~has_id, ledger_value=merged["merchant_order_id"].astype("string"), at_stake=merged["order_total_cents"]),
-        _finding("duplicate_in_ledger", merged, duplicated, ledger_value=merged["backd_order_id"], at_stake=merged["order_total_cents"]),
-        _finding("missing_in_backd", merged, not_found, ledger_value=merged["backd_order_id"], at_stake=merged["order_total_cents"]),
-        _finding("lookup_failed", merged, failed, backd_value=merged["error"].astype("string")),
-        *_value_findings(merged, found, tolerance_cents),
-        *_time_findings(merged, found, as_of, stale_days, lock_window_hours),
-    ]
-    findings = pd.concat([p for p in parts if not p.empty] or [_empty_findings()], ignore_index=True)
-    findings["severity"] = pd.Categorical(findings["kind"].map(lambda k: KINDS[k].severity), categories=list(SEVERITY_ORDER), ordered=True)
-    findings["action"] = findings["kind"].map(lambda k: KINDS[k].action).astype("string")
-    findings = findings.sort_values(["severity", "at_stake_cents", "row"], ascending=[True, False, True], kind="stable")
-    return findings.reset_index(drop=True)
-
-
-def _value_findings(merged: pd.DataFrame, found: pd.Series, tolerance_cents: int) -> list[pd.DataFrame]:
-    backd_status = merged["status_backd"].astype("string")
-    canceled_both = merged["backd_status"].str.contains("cancel") & backd_status.str.contains("cancel")
-    status_differs = found & (merged["backd_status"] != backd_status).fillna(True) & ~canceled_both.fillna(False)
-    merchant_differs = found & (merged["merchant_order_id"] != merged["merchant_order_id_backd"]).fillna(True)
-    total_diff = merged["order_total_cents_backd"] - merged["order_total_cents"]
-    refund_diff = merged["refunded_amount_cents"] - merged["refunded_cents"]
-    return [
-        _finding("merchant_order_id_mismatch", merged, merchant_differs, ledger_value=merged["merchant_order_id"],
-                 backd_value=merged["merchant_order_id_backd"]),
-        _finding("status_mismatch", merged, status_differs, ledger_value=merged["status"], backd_value=backd_status,
-                 at_stake=merged["order_total_cents"]),
-        _finding("order_total_mismatch", merged, found & (total_diff.abs() > tolerance_cents).fillna(False),
-                 ledger_value=merged["order_total_cents"], backd_value=merged["order_total_cents_backd"],
-                 difference=total_diff, at_stake=total_diff.abs(), show=_money_text),
-        _finding("refunded_amount_mismatch", merged, found & (refund_diff.abs() > tolerance_cents).fillna(False),
-                 ledger_value=merged["refunded_cents"], backd_value=merged["refunded_amount_cents"],
-                 difference=refund_diff, at_stake=refund_diff.abs(), show=_money_text),
-    ]
-
-
-def _time_findings(merged: pd.DataFrame, found: pd.Series, as_of: datetime, stale_days: float, lock_window_hours: float) -> list[pd.DataFrame]:
-    stale_before = pd.Timestamp(as_of - timedelta(days=stale_days))
-    stale = found & (merged["status_backd"] == OrderStatus.PLACED).fillna(False) & (merged["create_date"] < stale_before).fillna(False)
-    lock_at = merged["active_refund_locked_at"]
-    locks_soon = found & lock_at.notna() & (lock_at > pd.Timestamp(as_of)) & (lock_at <= pd.Timestamp(as_of + timedelta(hours=lock_window_hours)))
-    return [
-        _finding("stale_order_placed", merged, stale, backd_value=merged["create_date"],
-                 at_stake=merged["order_total_cents_backd"], show=lambda d: d.dt.strftime("placed %Y-%m-%d")),
-        _finding("refund_locks_soon", merged, locks_soon.fillna(False), ledger_value=merged["active_refund_amount_cents"],
-                 backd_value=lock_at, at_stake=merged["active_refund_amount_cents"], show=_refund_lock_text),
-    ]
-
-
-def _finding(kind: str, merged: pd.DataFrame, mask: pd.Series, *, ledger_value: pd.Series | None = None,
-             backd_value: pd.Series | None = None, difference: pd.Series | None = None, at_stake: pd.Series | None = None,
-             show: Callable[[pd.Series], pd.Series] | None = None) -> pd.DataFrame:
-    """The findings of one kind: the rows where ``mask`` holds; values are formatted (``show``) on those rows only."""
-    mask = mask.fillna(False).astype(bool)
-    if not mask.any():
-        return pd.DataFrame()
-    pick = lambda s: None if s is None else s[mask].to_numpy()  # noqa: E731
-    shown = lambda s: None if s is None else (show(s[mask]) if show else s[mask]).to_numpy()  # noqa: E731
-    return pd.DataFrame({
-        "kind": kind, "row": merged.loc[mask, "row"].to_numpy(),
-        "backd_order_id": merged.loc[mask, "backd_order_id"].to_numpy(),
-        "merchant_order_id": merged.loc[mask, "merchant_order_id"].to_numpy(),
-        "ledger_value": shown(ledger_value), "backd_value": shown(backd_value),
-        "difference_cents": pick(difference), "at_stake_cents": pick(at_stake),
-    })
-
-
-def _empty_findings() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=object) for c in ["kind", "row", "backd_order_id", "merchant_order_id", "ledger_value",
-                                                               "backd_value", "difference_cents", "at_stake_cents"]})
-
-
-def _refund_lock_text(values: pd.Series) -> pd.Series:
-    """Cents → '12.50', lock times → 'locks 2026-04-14 17:00 CDT' (used for refund_locks_soon's two columns)."""
-    if isinstance(values.dtype, pd.DatetimeTZDtype):
-        return values.dt.strftime("locks %Y-%m-%d %H:%M %Z")
-    return _money_text(values)
-
-
-def _money_text(cents: pd.Series) -> pd.Series:
-    """Cents as '1234.50' text (vectorised; <NA> stays missing)."""
-    cents = cents.astype("Int64")
-    sign = np.where(cents.fillna(0) < 0, "-", "")
-    absolute = cents.abs()
-    text = sign + (absolute // 100).astype("string") + "." + (absolute % 100).astype("string").str.zfill(2)
-    return pd.Series(text, index=cents.index, dtype="string").where(cents.notna())
+def snapshot_account_of(path: str | Path) -> Account | None:
+    """The account a saved snapshot was read from (kept in its Parquet metadata), if it says."""
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except (OSError, ValueError):
+        return None
+    raw = metadata.get(_SNAPSHOT_ACCOUNT)
+    return Account(**json.loads(raw)) if raw else None
 
 
 class Reconciliation:
-    """The result of :func:`reconcile`: questions (``summary``, ``discrepancies``, ``matched``) and exports."""
+    """The result of :func:`reconcile`: questions (``summary``, ``discrepancies``, ``matched``), changes, notes, exports."""
 
-    def __init__(self, ledger: pd.DataFrame, orders: pd.DataFrame, findings: pd.DataFrame, params: dict) -> None:
-        self.ledger, self.orders, self._findings, self.params = ledger, orders, findings, params
+    def __init__(self, ledger: pd.DataFrame, orders: pd.DataFrame, findings: pd.DataFrame, record: RunRecord) -> None:
+        self.ledger, self.orders, self._findings, self.record = ledger, orders, findings, record
+        self.changes: Changes | None = None
+        self.store: FindingsStore | None = None
 
     def __repr__(self) -> str:
-        return f"Reconciliation(ledger_rows={len(self.ledger)}, findings={len(self._findings)}, match_rate={self.match_rate:.1%})"
+        tracked = f", new={self.changes.counts['new']}, resolved={self.changes.counts['resolved']}" if self.changes else ""
+        return (f"Reconciliation(run_id={self.record.run_id!r}, ledger_rows={len(self.ledger)}, findings={len(self._findings)}, "
+                f"match_rate={self.match_rate:.1%}{tracked})")
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {**self.record.parameters, "as_of": self.record.as_of.isoformat()}
 
     # -- questions ------------------------------------------------------------------------------------------------
     @property
     def discrepancies(self) -> pd.DataFrame:
-        """One row per finding, most severe and most money first."""
+        """One row per finding, most severe and most money first; ``at_stake`` adds up (see :mod:`backd_ops.compare`)."""
         out = self._findings.copy()
-        out["difference"] = _to_money(out["difference_cents"])
-        out["at_stake"] = _to_money(out["at_stake_cents"])
+        for cents in ("difference", "at_stake", "exposure"):
+            out[cents] = _to_money(out[f"{cents}_cents"])
+        out["action"] = out["kind"].map(lambda k: KINDS[k].action).astype("string")
         for column in ("kind", "backd_order_id", "merchant_order_id", "ledger_value", "backd_value"):
             out[column] = out[column].astype("string")
-        return out[DISCREPANCY_COLUMNS]
+        columns = DISCREPANCY_COLUMNS + ([c for c in TRACKED_COLUMNS if c in out.columns] if self.changes else [])
+        return out[columns]
 
     @property
     def matched(self) -> pd.DataFrame:
-        """Ledger rows with no finding at all."""
-        return self.ledger[~self.ledger.index.isin(self._findings["row"])]
+        """Ledger rows with no finding at all (by position: any index works, duplicates too)."""
+        hit = np.zeros(len(self.ledger), dtype=bool)
+        hit[self._findings["pos"].dropna().astype("int64").to_numpy()] = True
+        return self.ledger[~hit]
 
     @property
     def match_rate(self) -> float:
@@ -253,43 +284,63 @@ class Reconciliation:
 
     @property
     def summary(self) -> pd.DataFrame:
-        """Per kind: severity, findings, distinct ledger rows, money at stake; every kind listed (zeros too)."""
+        """Per kind: label, severity, findings, distinct ledger rows, money at stake; every kind, and a total row."""
         grouped = self._findings.groupby("kind", observed=True)
         frame = pd.DataFrame({
+            "label": pd.Series({k: v.label for k, v in KINDS.items()}),
             "severity": pd.Series({k: v.severity for k, v in KINDS.items()}),
             "findings": grouped.size(),
-            "rows": grouped["row"].nunique(),
+            "rows": grouped["pos"].nunique(),
             "at_stake_cents": grouped["at_stake_cents"].sum(min_count=1),
         }).reindex(list(KINDS))
         frame[["findings", "rows"]] = frame[["findings", "rows"]].fillna(0).astype("int64")
+        frame.loc["total"] = ["Total", "", int(frame["findings"].sum()), int(self._findings["pos"].nunique()),
+                              frame["at_stake_cents"].fillna(0).sum()]
+        frame[["findings", "rows"]] = frame[["findings", "rows"]].astype("int64")
         frame["at_stake"] = _to_money(frame.pop("at_stake_cents").fillna(0))
         frame.index.name = "kind"
         return frame
 
     @property
+    def at_stake(self) -> Any:
+        """Money at stake over all findings (each order once)."""
+        return self.summary.loc["total", "at_stake"]
+
+    @property
     def stats(self) -> dict[str, Any]:
-        """Headline numbers: ledger rows, matched, match rate, findings by severity."""
+        """Headline numbers: ledger rows, matched, match rate, findings by severity, money at stake."""
         by_severity = self._findings["severity"].value_counts().reindex(list(SEVERITY_ORDER), fill_value=0)
         return {"ledger_rows": len(self.ledger), "matched_rows": len(self.matched), "match_rate": round(self.match_rate, 6),
-                "findings": len(self._findings), **{f"{k}_findings": int(v) for k, v in by_severity.items()}, **self.params}
+                "findings": len(self._findings), **{f"{k}_findings": int(v) for k, v in by_severity.items()},
+                "at_stake": str(self.at_stake), **self.params}
 
     def has_findings(self, kinds: Iterable[str] | None = None) -> bool:
-        """Whether any finding of ``kinds`` (default: any kind) was made; what ``fail_on`` checks."""
-        chosen = list(KINDS) if kinds is None else list(kinds)
-        unknown = sorted(set(chosen) - set(KINDS))
-        if unknown:
-            raise InputError(f"unknown finding kind(s) {unknown}; known: {', '.join(KINDS)}")
-        return bool(self._findings["kind"].isin(chosen).any())
+        """Whether any finding of ``kinds`` (default: any kind) counts; what ``fail_on`` checks.
+
+        A finding noted ``no_action_needed`` does not count until its values change.
+        """
+        return any(self.counting(kinds).values())
+
+    def counting(self, kinds: Iterable[str] | None = None) -> dict[str, int]:
+        """Per kind: findings that count toward ``fail_on`` (those noted ``no_action_needed``, values unchanged, do not)."""
+        chosen = check_kinds(list(KINDS) if kinds is None else kinds)
+        counts = {}
+        for kind in chosen:
+            rows = self._findings[self._findings["kind"] == kind]
+            if self.changes is not None and "suppressed" in rows.columns:
+                rows = rows[~rows["suppressed"].fillna(False).astype(bool)]
+            counts[kind] = len(rows)
+        return counts
 
     def suggested_refunds(self) -> pd.DataFrame:
         """Refunds that bring Backd up to the ledger's refunded amount (confirmed orders, unlocked): feed to ``refund_orders``."""
         rows = self._findings[self._findings["kind"] == "refunded_amount_mismatch"]
         merged = rows.merge(self.orders, on="backd_order_id", how="left", suffixes=("", "_backd"))
-        ledger_refunded = self.ledger.loc[merged["row"], "refunded_cents"].to_numpy()
+        ledger_refunded = self.ledger["refunded_cents"].to_numpy()[merged["pos"].astype("int64").to_numpy()]
         held = merged["refunded_amount_cents"].fillna(0) - merged["active_refund_amount_cents"].fillna(0)
         target = pd.Series(ledger_refunded, index=merged.index).astype("Int64") - held
         ok = (merged["status"] == OrderStatus.CONFIRMED).fillna(False) & (merged["difference_cents"] < 0).fillna(False) & (target > 0).fillna(False)
-        ok &= ~(merged["active_refund_locked_at"] <= pd.Timestamp(self.params["as_of"])).fillna(False)
+        ok &= ~(merged["active_refund_locked_at"] <= pd.Timestamp(self.record.as_of)).fillna(False)
         chosen = merged[ok]
         return pd.DataFrame({"backd_order_id": chosen["backd_order_id"].astype("string").to_numpy(),
                              "merchant_order_id": chosen["merchant_order_id_backd"].astype("string").to_numpy(),
@@ -298,64 +349,181 @@ class Reconciliation:
     def suggested_cancels(self) -> pd.DataFrame:
         """Orders the ledger has canceled that Backd still has as ``order_placed``: feed to ``cancel_orders``."""
         rows = self._findings[self._findings["kind"] == "status_mismatch"]
-        ledger_status = self.ledger.loc[rows["row"], "backd_status"].to_numpy()
+        ledger_status = self.ledger["backd_status"].to_numpy()[rows["pos"].astype("int64").to_numpy()]
         chosen = rows[(pd.Series(ledger_status, index=rows.index).str.contains("cancel")) & (rows["backd_value"] == OrderStatus.PLACED)]
         return pd.DataFrame({"backd_order_id": chosen["backd_order_id"].astype("string").to_numpy()})
+
+    # -- across nights ----------------------------------------------------------------------------------------------
+    def track(self, store: FindingsStore | str | Path | bool = True) -> Changes:
+        """Record tonight's findings in the store: each becomes new, stays open or is resolved since the last run."""
+        if self.record.account is None:
+            raise InputError("findings are tracked per account: reconcile with client=, or a snapshot saved by backd_ops")
+        self.store = store if isinstance(store, FindingsStore) else FindingsStore(None if store is True else store)
+        self.changes = self.store.track(self.record.account, self._findings, run_id=self.record.run_id, as_of=self.record.as_of)
+        extra = self.changes.current[["order_key", "kind", *[c for c in TRACKED_COLUMNS if c in self.changes.current.columns]]]
+        self._findings = self._findings.merge(extra, on=["order_key", "kind"], how="left")
+        return self.changes
+
+    def annotate(self, order: str, kind: str, *, note: str, status: str = "investigating", owner: str | None = None) -> None:
+        """Keep a note on a finding (``order``: its backd_order_id, or ``merchant:<id>``); it persists across runs.
+
+        ``status="no_action_needed"`` stops the finding counting toward ``fail_on`` until its values change.
+
+        Examples
+        --------
+        >>> rec.annotate("BO-DEMO-000017", "status_mismatch", note="canceled by phone; Backd ticket 4411",
+        ...              owner="ana", status="no_action_needed")          # doctest: +SKIP
+        """
+        if self.changes is None or self.store is None:
+            raise InputError("annotate needs a tracked reconciliation: reconcile(..., findings=True)")
+        if status not in ANNOTATION_STATUSES:
+            raise InputError(f"status must be one of {', '.join(ANNOTATION_STATUSES)}, got {status!r}")
+        current = self.changes.current
+        match = current[(current["order_key"] == order) & (current["kind"] == kind)]
+        if match.empty:
+            raise InputError(f"no {kind} finding for {order} in this run; the findings are in rec.discrepancies")
+        self.store.annotate(self.record.account, order, kind, note=note, owner=owner, status=status,  # type: ignore[arg-type]
+                            fingerprint=int(match["fingerprint"].iloc[0]))
 
     # -- exports --------------------------------------------------------------------------------------------------
     def to_csv(self, directory: str | Path) -> dict[str, Path]:
         """``discrepancies.csv``, ``summary.csv``, ``suggested_refunds.csv``, ``suggested_cancels.csv`` (formulas neutralised)."""
         out = Path(directory)
-        return {
+        files = {
             "discrepancies": write_csv(self.discrepancies, out / "discrepancies.csv"),
             "summary": write_csv(self.summary, out / "summary.csv", index=True),
             "suggested_refunds": write_csv(self.suggested_refunds(), out / "suggested_refunds.csv"),
             "suggested_cancels": write_csv(self.suggested_cancels(), out / "suggested_cancels.csv"),
         }
+        if self.changes is not None:
+            files["changes"] = write_csv(self.changes_table(), out / "changes.csv")
+        return files
+
+    def changes_table(self) -> pd.DataFrame:
+        """Tonight's new findings and the ones resolved since the last run (empty when not tracked)."""
+        if self.changes is None:
+            return pd.DataFrame(columns=["change", "kind", "order", "ledger_value", "backd_value", "at_stake"])
+        current = self.changes.current[self.changes.current["change"] == "new"].assign(change="new")
+        resolved = self.changes.resolved.assign(change="resolved since last run")
+        both = pd.concat([current, resolved], ignore_index=True)
+        return pd.DataFrame({"change": both["change"], "kind": both["kind"], "order": both["order_key"],
+                             "ledger_value": both["ledger_value"], "backd_value": both["backd_value"],
+                             "at_stake": _to_money(both["at_stake_cents"])})
 
     def to_excel(self, path: str | Path) -> Path:
-        """One workbook: summary, discrepancies, suggested corrections (formulas neutralised)."""
-        return write_excel({"summary": self.summary.reset_index(), "discrepancies": self.discrepancies,
-                            "suggested_refunds": self.suggested_refunds(), "suggested_cancels": self.suggested_cancels()}, path)
+        """One workbook for a controller: About this run, summary, changes, discrepancies, suggestions; numbers as numbers."""
+        return report.write_workbook(path, about=self.record.about(), sandbox=self.record.sandbox, sheets={
+            "Summary": report.summary_for_people(self.summary),
+            "Changes since last run": self.changes_table(),
+            "Discrepancies": report.discrepancies_for_people(self.discrepancies, self._findings),
+            "Suggested refunds": self.suggested_refunds(),
+            "Suggested cancels": self.suggested_cancels(),
+        })
 
     def to_html(self, path: str | Path) -> Path:
-        """A self-contained HTML report with charts (discrepancies by kind, money at stake, status mix)."""
-        return report.write_html_report(path, title="Backd reconciliation", stats=self.stats, summary=self.summary,
-                                        discrepancies=self.discrepancies, charts=self.charts())
+        """A self-contained HTML report: run header, changes since last run, headline, charts, by kind, discrepancies."""
+        return report.write_html_report(path, title="Backd reconciliation", about=self.record.about(), sandbox=self.record.sandbox,
+                                        headline=self.headline(), summary=report.summary_for_people(self.summary),
+                                        discrepancies=report.discrepancies_for_people(self.discrepancies, self._findings),
+                                        changes=self._changes_for_report(), charts=self.charts())
+
+    def headline(self) -> dict[str, str]:
+        """The few numbers a controller reads first, labelled for people."""
+        return {"Ledger rows": f"{len(self.ledger):,}", "Rows with no finding": f"{len(self.matched):,}",
+                "Match rate": f"{self.match_rate:.1%}", "Findings": f"{len(self._findings):,}",
+                "Money at stake (each order once)": report.money(self.at_stake)}
+
+    def _changes_for_report(self) -> dict[str, Any] | None:
+        if self.changes is None:
+            return None
+        return {"counts": self.changes.counts, "previous_run_id": self.changes.previous_run_id, "table": self.changes_table(),
+                "chart": report.history_chart(self.changes.history) if len(self.changes.history) else None}
 
     def charts(self) -> dict[str, str]:
-        """The report's charts as base64 PNGs."""
-        summary = self.summary
+        """The report's charts as base64 PNGs: money findings and time findings apart, linear scales; status mix."""
+        summary = self.summary.drop(index="total")
+        labels = {k: v.label for k, v in KINDS.items()}
+        money = summary.loc[list(MONEY_KINDS), "at_stake"].astype("float64").rename(index=labels)
+        time_kinds = summary.loc[list(TIME_KINDS)].rename(index=labels)
         status_mix = pd.DataFrame({"ledger": self.ledger["backd_status"].value_counts(),
                                    "Backd": self.orders["status"].astype("string").value_counts()}).fillna(0)
         return {
-            "Discrepancies by kind": report.bar_chart(summary["findings"], xlabel="findings"),
-            "Money at stake by kind": report.bar_chart(summary["at_stake"].astype("float64"), xlabel="amount", log=True),
+            "Money at stake by kind (each order once)": report.bar_chart(money[money > 0] if (money > 0).any() else money, xlabel=f"{CURRENCY}", money=True),
+            "Time findings: orders waiting, refunds locking": report.bar_chart(time_kinds["findings"], xlabel="findings"),
             "Status mix: ledger vs Backd": report.grouped_bar_chart(status_mix, xlabel="orders"),
         }
 
     def save_snapshot(self, path: str | Path) -> Path:
-        """The Backd snapshot used (Parquet, exact decimals), so the run can be audited and re-run offline."""
+        """The Backd snapshot used (Parquet, exact decimals, the account in its metadata), to audit and re-run offline."""
+        import pyarrow as pa
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         keep = [c for c in self.orders.columns if not c.endswith("_cents")]
-        self.orders[keep].to_parquet(path, index=False)
+        table = pa.Table.from_pandas(self.orders[keep], preserve_index=False)
+        if self.record.account is not None:
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}), _SNAPSHOT_ACCOUNT: json.dumps(asdict(self.record.account))})
+        pq.write_table(table, path)
         return path
 
+    def summary_json(self) -> dict[str, Any]:
+        """What ``summary.json`` holds: the run record, headline numbers, per kind, changes."""
+        return {"run": self.record.to_json(), "sandbox": self.record.sandbox, "stats": self.stats,
+                "by_kind": _jsonable(self.summary), "changes": self.changes.counts if self.changes else None}
+
     def save(self, directory: str | Path) -> dict[str, Path]:
-        """Everything a scheduled run leaves: CSVs, summary.json, report.html, report.xlsx and the snapshot."""
+        """Everything a run leaves, in ``directory``: CSVs, summary.json, report.html, report.xlsx and the snapshot."""
         out = Path(directory)
         files = self.to_csv(out)
         files["summary_json"] = out / "summary.json"
-        files["summary_json"].write_text(json.dumps({"stats": self.stats, "by_kind": _jsonable(self.summary)}, indent=2, default=str))
+        files["summary_json"].write_text(json.dumps(self.summary_json(), indent=2, default=str))
         files["report_html"] = self.to_html(out / "report.html")
         files["report_xlsx"] = self.to_excel(out / "report.xlsx")
         files["snapshot"] = self.save_snapshot(out / "backd_snapshot.parquet")
         return files
 
+    def save_run(self, out_dir: str | Path) -> Path:
+        """Save into ``out_dir/<date>T<time>-<run id>/`` (never overwriting a night) and point ``out_dir/latest`` at it."""
+        folder = run_folder(out_dir, self.record.run_id, self.record.as_of)
+        self.save(folder)
+        point_latest(folder)
+        return folder
+
     def _repr_html_(self) -> str:
-        return report.summary_html(title="Backd reconciliation", stats=self.stats, summary=self.summary,
-                                   discrepancies=self.discrepancies.head(10))
+        return report.summary_html(title="Backd reconciliation", about=self.record.about(), sandbox=self.record.sandbox,
+                                   headline=self.headline(), summary=report.summary_for_people(self.summary),
+                                   discrepancies=report.discrepancies_for_people(self.discrepancies.head(10), self._findings.head(10)))
+
+
+def check_kinds(kinds: Iterable[str]) -> list[str]:
+    """``kinds`` if every one is a finding kind, else :class:`InputError` with a suggestion for each typo."""
+    import difflib
+
+    chosen = list(kinds)
+    unknown = [k for k in chosen if k not in KINDS]
+    if unknown:
+        hints = [f"{k!r}" + (f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, KINDS, n=1)) else "") for k in unknown]
+        raise InputError(f"unknown finding kind {', '.join(hints)}; the kinds are: {', '.join(KINDS)}")
+    return chosen
+
+
+def run_folder(out_dir: str | Path, run_id: str, as_of: datetime) -> Path:
+    """``out_dir/<date>T<time>-<run id>/`` in Chicago time, created; an existing folder is never reused."""
+    folder = Path(out_dir).expanduser() / f"{as_of.astimezone(CHICAGO):%Y-%m-%dT%H%M%S}-{run_id}"
+    folder.mkdir(parents=True, exist_ok=False)
+    return folder
+
+
+def point_latest(folder: Path) -> Path:
+    """``latest`` beside ``folder`` points at it (a symlink; a text file where links are not allowed)."""
+    link = folder.parent / "latest"
+    temporary = folder.parent / f".latest-{uuid.uuid4().hex[:6]}"
+    try:
+        os.symlink(folder.name, temporary)
+        os.replace(temporary, link)
+    except OSError:
+        (folder.parent / "LATEST").write_text(folder.name + "\n")
+    return link
 
 
 def _to_money(cents: pd.Series) -> pd.Series:
@@ -365,5 +533,5 @@ def _to_money(cents: pd.Series) -> pd.Series:
 
 
 def _jsonable(summary: pd.DataFrame) -> dict:
-    return {kind: {"severity": r.severity, "findings": int(r.findings), "rows": int(r.rows), "at_stake": str(r.at_stake)}
+    return {kind: {"label": r.label, "severity": r.severity, "findings": int(r.findings), "rows": int(r.rows), "at_stake": str(r.at_stake)}
             for kind, r in summary.iterrows()}

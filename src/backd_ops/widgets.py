@@ -22,13 +22,15 @@ from .client import BackdClient
 from .config import current_user
 from .errors import BackdError
 from .execution import execute_plan
+from .findings import ANNOTATION_STATUSES
 from .journal import Journal, default_journal_path
 from .operations import OPERATIONS
 from .plans import PLANNED, confirmation_word, make_plan, plan_sentence, summarize_outcomes, verify_plan
 from .reads import fetch_orders
+from .reconcile import KINDS, Reconciliation
 from .tables import read_table
 
-__all__ = ["BulkRunPanel", "OrderLookupPanel", "approval_text", "can_execute", "confirmation_word"]
+__all__ = ["BulkRunPanel", "FindingsPanel", "OrderLookupPanel", "approval_text", "can_execute", "confirmation_word"]
 
 
 def _show(output: w.Output, *items: object) -> None:
@@ -203,6 +205,48 @@ class BulkRunPanel:
 
     def journal(self) -> Journal:
         return Journal(self.journal_path)
+
+
+class FindingsPanel:
+    """Pick a finding of a tracked reconciliation, write a note (owner, status); it persists across runs.
+
+    Examples
+    --------
+    >>> FindingsPanel(rec)              # doctest: +SKIP
+    """
+
+    def __init__(self, rec: Reconciliation) -> None:
+        if rec.changes is None:
+            raise ValueError("notes need a tracked reconciliation: reconcile(..., findings=True)")
+        self.rec = rec
+        current = rec.changes.current
+        options = [(f"{KINDS[k].label} · {o}" + (" (noted)" if isinstance(n, str) else ""), (o, k))
+                   for o, k, n in zip(current["order_key"], current["kind"], current.get("note", [None] * len(current)))]
+        self.finding = w.Dropdown(options=options, description="Finding", layout=w.Layout(width="520px"))
+        self.note = w.Textarea(placeholder="what you found out", description="Note", layout=w.Layout(width="520px"))
+        self.owner = w.Text(value=current_user(), description="Owner")
+        self.status = w.ToggleButtons(options=list(ANNOTATION_STATUSES), description="Status")
+        self.save_button = w.Button(description="Save note", button_style="primary", icon="save")
+        self.output = w.Output()
+        self.save_button.on_click(lambda _: self.save())
+        self.widget = w.VBox([w.HTML("<b>Notes on findings</b>"), self.finding, self.note, self.owner, self.status,
+                              self.save_button, self.output])
+
+    def _ipython_display_(self) -> None:
+        display(self.widget)
+
+    def save(self) -> None:
+        """Keep the note; a ``no_action_needed`` finding stops counting toward ``fail_on`` until its values change."""
+        if self.finding.value is None or not self.note.value.strip():
+            _show(self.output, HTML("<b>Not saved:</b> pick a finding and write a note."))
+            return
+        order, kind = self.finding.value
+        try:
+            self.rec.annotate(order, kind, note=self.note.value.strip(), owner=self.owner.value.strip() or None, status=self.status.value)
+        except BackdError as exc:
+            _show(self.output, HTML(f"<b>Not saved:</b> {_escape(exc)}"))
+            return
+        _show(self.output, HTML(f"Saved: {_escape(KINDS[kind].label)} on {_escape(order)} is <b>{_escape(self.status.value)}</b>."))
 
 
 def _escape(value: object) -> str:

@@ -1,0 +1,231 @@
+"""The comparison at the heart of reconciliation: ledger rows against Backd's orders, vectorised, as findings.
+
+Pure: frames in, a findings frame out; no network, no files. Money is compared in integer cents. Rows are
+identified by position (``pos``), so any ledger index works; ``row`` keeps the ledger's own label (the
+spreadsheet line for files) for people.
+
+Money at stake follows one rule, so that totals add up: each order's money is counted once, at its largest
+finding (``at_stake``), and a duplicated ledger row counts its excess only (every copy after the first).
+``exposure`` keeps each finding's own money for reading, not for adding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from .locking import CHICAGO
+from .models import OrderStatus
+
+__all__ = ["FINDING_COLUMNS", "KINDS", "MONEY_KINDS", "TIME_KINDS", "Kind", "compare"]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of finding: how bad it is, what it is called, and what to do about it."""
+
+    severity: str
+    label: str
+    action: str
+
+
+KINDS: dict[str, Kind] = {
+    "missing_in_backd": Kind("high", "Missing in Backd", "check the backd_order_id: Backd has no such order"),
+    "missing_in_ledger": Kind("high", "Missing in ledger", "book the order in the ledger, or find why Backd has it"),
+    "lookup_failed": Kind("high", "Backd lookup failed", "Backd could not be read for this order: re-run the reconciliation"),
+    "duplicate_in_ledger": Kind("high", "Duplicate ledger row", "merge or remove the duplicate ledger rows"),
+    "order_total_mismatch": Kind("high", "Order total differs", "update_orders while order_placed, else correct the ledger"),
+    "refunded_amount_mismatch": Kind("high", "Refunded amount differs",
+                                     "refund_orders / delete_refunds (see suggested_refunds), or correct the ledger"),
+    "refund_locks_soon": Kind("high", "Refund locks soon", "last chance: change or delete this refund before it locks"),
+    "status_mismatch": Kind("medium", "Status differs", "bring the ledger and Backd to the same status (see suggested_cancels)"),
+    "merchant_order_id_mismatch": Kind("medium", "Merchant order id differs",
+                                       "correct merchant_order_id in the ledger (or in Backd with update_order)"),
+    "stale_order_placed": Kind("medium", "Waiting in order_placed", "confirm_orders or cancel_orders: it has waited too long"),
+    "unverifiable": Kind("low", "No Backd id in ledger", "add the backd_order_id to the ledger: Backd has no lookup by merchant id"),
+}
+SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2}
+TIME_KINDS = ("stale_order_placed", "refund_locks_soon")
+MONEY_KINDS = tuple(k for k in KINDS if k not in TIME_KINDS)
+_AMOUNT_KINDS = ("order_total_mismatch", "refunded_amount_mismatch", "refund_locks_soon")
+FINDING_COLUMNS = ["kind", "pos", "row", "backd_order_id", "merchant_order_id", "ledger_value", "backd_value", "ledger_cents",
+                   "backd_cents", "difference_cents", "exposure_cents", "at_stake_cents"]
+ORDER_SIDE = ["backd_order_id", "merchant_order_id", "status", "order_total_cents", "refunded_amount_cents",
+              "active_refund_amount_cents", "create_date", "placed_date", "active_refund_locked_at", "error"]
+
+
+def compare(ledger: pd.DataFrame, orders: pd.DataFrame, *, tolerance_cents: int, as_of: datetime, stale_days: float,
+            lock_window_hours: float, check_missing_in_ledger: bool) -> pd.DataFrame:
+    """Every finding, most severe and most money first (columns :data:`FINDING_COLUMNS` plus ``severity``).
+
+    ``ledger`` is a loaded ledger (``load_ledger``); ``orders`` a loaded snapshot (``load_snapshot``, ids unique).
+    ``check_missing_in_ledger``: whether ``orders`` holds more than the ledger's own ids (a snapshot or a store),
+    so that orders Backd has and the ledger lacks can be reported.
+    """
+    merged = _merge(ledger, orders)
+    has_id = merged["backd_order_id"].notna()
+    read_error = merged["error"].notna() & has_id
+    not_found = has_id & ((merged["_merge"] == "left_only") | (read_error & merged["error"].astype("string").str.startswith("NotFoundError")))
+    failed = read_error & ~not_found
+    found = has_id & ~not_found & ~failed
+    parts = [
+        _finding("unverifiable", merged, ~has_id, ledger_value=merged["merchant_order_id"].astype("string"),
+                 exposure=merged["order_total_cents"]),
+        _duplicates(merged, has_id),
+        _finding("missing_in_backd", merged, not_found, ledger_value=merged["backd_order_id"], exposure=merged["order_total_cents"]),
+        _finding("lookup_failed", merged, failed, backd_value=merged["error"].astype("string")),
+        *_value_findings(merged, found, tolerance_cents),
+        *_time_findings(merged, found, as_of, stale_days, lock_window_hours),
+    ]
+    if check_missing_in_ledger:
+        parts.append(_missing_in_ledger(ledger, orders))
+    findings = pd.concat([p for p in parts if not p.empty] or [_empty()], ignore_index=True)
+    return _ordered(_count_once(findings))
+
+
+def _merge(ledger: pd.DataFrame, orders: pd.DataFrame) -> pd.DataFrame:
+    side = orders.reindex(columns=ORDER_SIDE)
+    rows = ledger.reset_index(drop=False).rename(columns={ledger.index.name or "index": "row"})
+    if "row" not in rows.columns:
+        rows = rows.rename(columns={rows.columns[0]: "row"})
+    rows.insert(0, "pos", np.arange(len(rows)))
+    return rows.merge(side, on="backd_order_id", how="left", suffixes=("", "_backd"), indicator=True)  # snapshot ids are unique
+
+
+def _duplicates(merged: pd.DataFrame, has_id: pd.Series) -> pd.DataFrame:
+    """Every row of a duplicated order is a finding; the money at stake is the excess: every copy after the first."""
+    duplicated = has_id & merged["backd_order_id"].duplicated(keep=False)
+    excess = has_id & merged["backd_order_id"].duplicated(keep="first")
+    exposure = merged["order_total_cents"].where(excess, 0)
+    return _finding("duplicate_in_ledger", merged, duplicated, ledger_value=merged["backd_order_id"], exposure=exposure)
+
+
+def _value_findings(merged: pd.DataFrame, found: pd.Series, tolerance_cents: int) -> list[pd.DataFrame]:
+    backd_status = merged["status_backd"].astype("string")
+    canceled_both = merged["backd_status"].str.contains("cancel") & backd_status.str.contains("cancel")
+    status_differs = found & (merged["backd_status"] != backd_status).fillna(True) & ~canceled_both.fillna(False)
+    merchant_differs = found & (merged["merchant_order_id"] != merged["merchant_order_id_backd"]).fillna(True)
+    total_diff = merged["order_total_cents_backd"] - merged["order_total_cents"]
+    refund_diff = merged["refunded_amount_cents"] - merged["refunded_cents"]
+    return [
+        _finding("merchant_order_id_mismatch", merged, merchant_differs, ledger_value=merged["merchant_order_id"],
+                 backd_value=merged["merchant_order_id_backd"]),
+        _finding("status_mismatch", merged, status_differs, ledger_value=merged["status"], backd_value=backd_status,
+                 exposure=merged["order_total_cents_backd"]),  # Backd's total: what the order is worth where it differs
+        _finding("order_total_mismatch", merged, found & (total_diff.abs() > tolerance_cents).fillna(False),
+                 ledger_value=merged["order_total_cents"], backd_value=merged["order_total_cents_backd"],
+                 difference=total_diff, exposure=total_diff.abs(), show=money_text),
+        _finding("refunded_amount_mismatch", merged, found & (refund_diff.abs() > tolerance_cents).fillna(False),
+                 ledger_value=merged["refunded_cents"], backd_value=merged["refunded_amount_cents"],
+                 difference=refund_diff, exposure=refund_diff.abs(), show=money_text),
+    ]
+
+
+def _time_findings(merged: pd.DataFrame, found: pd.Series, as_of: datetime, stale_days: float,
+                   lock_window_hours: float) -> list[pd.DataFrame]:
+    """Stale is measured from when Backd says the order was placed, else from its creation (and says so)."""
+    placed, created = _aware(merged["placed_date"]), _aware(merged["create_date"])
+    since = placed.fillna(created)
+    stale = found & (merged["status_backd"] == OrderStatus.PLACED).fillna(False) & (since < pd.Timestamp(as_of - timedelta(days=stale_days))).fillna(False)
+    word = pd.Series(np.where(placed.notna(), "placed", "created"), index=merged.index)
+    lock_at = merged["active_refund_locked_at"]
+    window_end = pd.Timestamp(as_of + timedelta(hours=lock_window_hours))
+    locks_soon = found & lock_at.notna() & (lock_at > pd.Timestamp(as_of)) & (lock_at <= window_end)
+    since_text = word + " " + since.dt.tz_convert(CHICAGO).dt.strftime("%Y-%m-%d").fillna("")
+    return [
+        _finding("stale_order_placed", merged, stale, backd_value=since_text, exposure=merged["order_total_cents_backd"]),
+        _finding("refund_locks_soon", merged, locks_soon.fillna(False), ledger_value=merged["active_refund_amount_cents"],
+                 backd_value=lock_at, exposure=merged["active_refund_amount_cents"], show=_refund_lock_text),
+    ]
+
+
+def _aware(values: pd.Series) -> pd.Series:
+    return pd.to_datetime(values, utc=True)
+
+
+def _missing_in_ledger(ledger: pd.DataFrame, orders: pd.DataFrame) -> pd.DataFrame:
+    known = orders["error"].isna() & ~orders["backd_order_id"].isin(ledger["backd_order_id"].dropna())
+    missing = orders[known]
+    if missing.empty:
+        return pd.DataFrame()
+    return pd.DataFrame({
+        "kind": "missing_in_ledger", "pos": pd.array([pd.NA] * len(missing), dtype="Int64"), "row": None,
+        "backd_order_id": missing["backd_order_id"].to_numpy(), "merchant_order_id": missing["merchant_order_id"].to_numpy(),
+        "ledger_value": None, "backd_value": missing["status"].astype("string").to_numpy(),
+        "ledger_cents": None, "backd_cents": missing["order_total_cents"].to_numpy(), "difference_cents": None,
+        "exposure_cents": missing["order_total_cents"].to_numpy(),
+    })
+
+
+def _finding(kind: str, merged: pd.DataFrame, mask: pd.Series, *, ledger_value: pd.Series | None = None,
+             backd_value: pd.Series | None = None, difference: pd.Series | None = None, exposure: pd.Series | None = None,
+             show: Callable[[pd.Series], pd.Series] | None = None) -> pd.DataFrame:
+    """The findings of one kind: the rows where ``mask`` holds; values are formatted (``show``) on those rows only."""
+    mask = mask.fillna(False).astype(bool)
+    if not mask.any():
+        return pd.DataFrame()
+    pick = lambda s: None if s is None else s[mask].to_numpy()  # noqa: E731
+    shown = lambda s: None if s is None else (show(s[mask]) if show else s[mask]).to_numpy()  # noqa: E731
+    amounts = kind in _AMOUNT_KINDS
+    return pd.DataFrame({
+        "kind": kind, "pos": merged.loc[mask, "pos"].to_numpy(), "row": merged.loc[mask, "row"].to_numpy(),
+        "backd_order_id": merged.loc[mask, "backd_order_id"].to_numpy(),
+        "merchant_order_id": merged.loc[mask, "merchant_order_id"].to_numpy(),
+        "ledger_value": shown(ledger_value), "backd_value": shown(backd_value),
+        "ledger_cents": pick(ledger_value) if amounts and kind != "refund_locks_soon" else None,
+        "backd_cents": pick(backd_value) if amounts and kind != "refund_locks_soon" else None,
+        "difference_cents": pick(difference), "exposure_cents": pick(exposure),
+    })
+
+
+def _empty() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in FINDING_COLUMNS if c != "at_stake_cents"})
+
+
+def _count_once(findings: pd.DataFrame) -> pd.DataFrame:
+    """``at_stake``: each order's money once, at its largest finding (ties: most severe kind); others count 0."""
+    for column in ("exposure_cents", "difference_cents", "ledger_cents", "backd_cents"):
+        findings[column] = pd.to_numeric(findings[column], errors="coerce").astype("Int64")
+    order_key = findings["backd_order_id"].astype("string").fillna("merchant:" + findings["merchant_order_id"].astype("string"))
+    rank = findings["kind"].map({k: i for i, k in enumerate(KINDS)})
+    exposure = findings["exposure_cents"].fillna(0)
+    ranked = pd.DataFrame({"key": order_key, "exposure": -exposure, "rank": rank}).sort_values(["key", "exposure", "rank"], kind="stable")
+    first = ~ranked["key"].duplicated(keep="first")
+    counted = pd.Series(False, index=findings.index)
+    counted[ranked.index[first.to_numpy()]] = True
+    findings["at_stake_cents"] = exposure.where(counted, 0).astype("Int64")
+    findings["order_key"] = order_key
+    return findings
+
+
+def _ordered(findings: pd.DataFrame) -> pd.DataFrame:
+    findings["severity"] = pd.Categorical(findings["kind"].map(lambda k: KINDS[k].severity), categories=list(SEVERITY_ORDER), ordered=True)
+    findings["pos"] = pd.to_numeric(findings["pos"], errors="coerce").astype("Int64")
+    findings = findings.sort_values(["severity", "exposure_cents", "pos"], ascending=[True, False, True], kind="stable", na_position="last")
+    return findings.reset_index(drop=True)
+
+
+def _refund_lock_text(values: pd.Series) -> pd.Series:
+    """Cents → '12.50', lock times → 'locks 2026-04-14 17:00 CDT' (used for refund_locks_soon's two columns)."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.strftime("locks %Y-%m-%d %H:%M %Z")
+    return money_text(values)
+
+
+def money_text(cents: pd.Series) -> pd.Series:
+    """Cents as '1234.50' text (vectorised; <NA> stays missing).
+
+    Examples
+    --------
+    >>> money_text(pd.Series([123450, -5, None], dtype="Int64")).tolist()
+    ['1234.50', '-0.05', <NA>]
+    """
+    cents = cents.astype("Int64")
+    sign = np.where(cents.fillna(0) < 0, "-", "")
+    absolute = cents.abs()
+    text = sign + (absolute // 100).astype("string") + "." + (absolute % 100).astype("string").str.zfill(2)
+    return pd.Series(text, index=cents.index, dtype="string").where(cents.notna())

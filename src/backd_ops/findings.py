@@ -1,0 +1,266 @@
+"""The findings store: every reconciliation finding by (account, order, kind) across nights, with analysts' notes.
+
+It lives beside the journal (``~/.backd_ops/findings/``, or ``$BACKD_OPS_FINDINGS``), one folder per account:
+
+- ``findings.parquet``: one row per (order, kind) ever seen: ``open`` or ``resolved``, first and last seen,
+  a fingerprint of its values, its money at stake. Columnar, so a night of a million findings is compared
+  with the store in a couple of vectorised steps;
+- ``runs.parquet``: one row per tracked run (new, open, resolved, money at stake), for the 30-run chart;
+- ``annotations.sqlite``: notes (owner, ``investigating`` or ``no_action_needed``, who wrote it, when, and the
+  fingerprint of the values it was written against). Small concurrent edits belong in SQLite.
+
+A finding's order is its ``backd_order_id``, or ``merchant:<merchant_order_id>`` when the ledger has no Backd id.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import sqlite3
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+
+from .config import DEFAULT_JOURNAL_PATH, Account, current_user
+from .errors import InputError
+
+__all__ = ["ANNOTATION_STATUSES", "Changes", "FindingsStore", "default_findings_path"]
+
+FINDINGS_ENV = "BACKD_OPS_FINDINGS"
+ANNOTATION_STATUSES = ("investigating", "no_action_needed")
+_STATE_COLUMNS = ["key", "order_key", "kind", "backd_order_id", "merchant_order_id", "status", "first_seen", "last_seen",
+                  "resolved_at", "fingerprint", "ledger_value", "backd_value", "at_stake_cents"]
+
+
+def default_findings_path() -> Path:
+    """``$BACKD_OPS_FINDINGS`` if set, else ``findings/`` beside the default journal."""
+    return Path(os.environ.get(FINDINGS_ENV) or DEFAULT_JOURNAL_PATH.parent / "findings")
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What changed since the account's last tracked run.
+
+    ``current``: tonight's findings (one per order and kind) with ``change`` (``new`` or ``open``), ``first_seen``,
+    ``age_days``, ``values_changed`` and any note; ``resolved``: findings open last run and gone tonight.
+    """
+
+    previous_run_id: str | None
+    current: pd.DataFrame
+    resolved: pd.DataFrame
+    history: pd.DataFrame
+
+    @property
+    def counts(self) -> dict[str, int]:
+        change = self.current["change"]
+        return {"new": int((change == "new").sum()), "open": int((change == "open").sum()),
+                "open_values_changed": int(((change == "open") & self.current["values_changed"]).sum()),
+                "resolved": len(self.resolved)}
+
+
+class FindingsStore:
+    """Findings across nights for every account, in one folder.
+
+    Examples
+    --------
+    >>> store = FindingsStore(tmp_path / "findings")                              # doctest: +SKIP
+    >>> changes = store.track(account, findings, run_id="7f3a9c1d", as_of=now)     # doctest: +SKIP
+    >>> changes.counts                                                             # doctest: +SKIP
+    {'new': 3, 'open': 12, 'open_values_changed': 1, 'resolved': 2}
+    """
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path is not None else default_findings_path()
+
+    def __repr__(self) -> str:
+        return f"FindingsStore({str(self.path)!r})"
+
+    def folder(self, account: Account) -> Path:
+        """The account's folder: readable (environment, host, key hint) and unique (a hash of the whole identity)."""
+        import hashlib
+
+        readable = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{account.environment}-{account.host}-{account.public_key[-4:]}")
+        return self.path / f"{readable}-{hashlib.sha256(account.key.encode()).hexdigest()[:10]}"
+
+    # -- a night ------------------------------------------------------------------------------------------------
+    def track(self, account: Account, findings: pd.DataFrame, *, run_id: str, as_of: datetime) -> Changes:
+        """Mark tonight's findings new/open, last night's missing ones resolved; persist; say what changed."""
+        folder = self.folder(account)
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = pd.Timestamp(as_of).tz_convert("UTC")
+        tonight = _per_order_and_kind(findings)
+        with _locked(folder / ".lock"):
+            state = self._state(folder)
+            previous = _previous_run(folder)
+            current, resolved, new_state = _compare_nights(tonight, state, stamp)
+            _write_parquet(new_state, folder / "findings.parquet")
+            history = _append_run(folder, run_id, stamp, current, resolved)
+        current = self._with_notes(account, current)
+        return Changes(previous, current, resolved, history.tail(30).reset_index(drop=True))
+
+    def _state(self, folder: Path) -> pd.DataFrame:
+        path = folder / "findings.parquet"
+        if not path.is_file():
+            return pd.DataFrame({c: pd.Series(dtype="object") for c in _STATE_COLUMNS}).astype({"key": "uint64", "fingerprint": "uint64"})
+        return pd.read_parquet(path)
+
+    # -- notes ----------------------------------------------------------------------------------------------------
+    def annotate(self, account: Account, order_key: str, kind: str, *, note: str, status: str, fingerprint: int | None,
+                 owner: str | None = None, by: str | None = None, at: datetime | None = None) -> None:
+        """Keep a note on a finding (it persists across nights; the latest note wins)."""
+        if status not in ANNOTATION_STATUSES:
+            raise InputError(f"status must be one of {', '.join(ANNOTATION_STATUSES)}, got {status!r}")
+        written = (at or datetime.now(timezone.utc)).astimezone(timezone.utc).isoformat(timespec="seconds")
+        with self._notes(account) as db:
+            db.execute("INSERT OR REPLACE INTO annotations VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (order_key, kind, note, owner, status, by or current_user(), written,
+                        None if fingerprint is None else str(int(fingerprint))))
+
+    def annotate_open(self, account: Account, order_key: str, kind: str, *, note: str, status: str, owner: str | None = None) -> None:
+        """Note an open finding as the store last saw it (the CLI's way in, without a reconciliation object)."""
+        state = self._state(self.folder(account))
+        match = state[(state["order_key"] == order_key) & (state["kind"] == kind) & (state["status"] == "open")]
+        if match.empty:
+            open_kinds = sorted(state.loc[(state["order_key"] == order_key) & (state["status"] == "open"), "kind"])
+            raise InputError(f"no open {kind} finding for {order_key}" + (f"; its open findings: {', '.join(open_kinds)}" if open_kinds else ""))
+        self.annotate(account, order_key, kind, note=note, status=status, owner=owner, fingerprint=int(match["fingerprint"].iloc[0]))
+
+    def open_findings(self, account: Account) -> pd.DataFrame:
+        """Every open finding of the account as the last run left it, with its note."""
+        state = self._state(self.folder(account))
+        current = state[state["status"] == "open"]
+        notes = self.annotations(account).rename(columns={"status": "note_status"})
+        return current.merge(notes, on=["order_key", "kind"], how="left").drop(columns=["key", "fingerprint"], errors="ignore")
+
+    def annotations(self, account: Account) -> pd.DataFrame:
+        """Every note of the account: order_key, kind, note, owner, status, written_by, written_at, fingerprint."""
+        if not (self.folder(account) / "annotations.sqlite").is_file():
+            return pd.DataFrame(columns=["order_key", "kind", "note", "owner", "status", "written_by", "written_at", "fingerprint"])
+        with self._notes(account) as db:
+            cursor = db.execute("SELECT * FROM annotations")
+            return pd.DataFrame(cursor.fetchall(), columns=[d[0] for d in cursor.description])
+
+    @contextmanager
+    def _notes(self, account: Account) -> Iterator[sqlite3.Connection]:
+        folder = self.folder(account)
+        folder.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(folder / "annotations.sqlite", timeout=30)
+        try:
+            db.execute("CREATE TABLE IF NOT EXISTS annotations (order_key TEXT NOT NULL, kind TEXT NOT NULL, note TEXT,"
+                       " owner TEXT, status TEXT NOT NULL, written_by TEXT, written_at TEXT, fingerprint TEXT,"
+                       " PRIMARY KEY (order_key, kind))")
+            with db:
+                yield db
+        finally:
+            db.close()
+
+    def _with_notes(self, account: Account, current: pd.DataFrame) -> pd.DataFrame:
+        notes = self.annotations(account).rename(columns={"status": "note_status", "fingerprint": "note_fingerprint"})
+        merged = current.merge(notes, on=["order_key", "kind"], how="left")
+        same_values = merged["note_fingerprint"].astype("string") == merged["fingerprint"].astype("string")
+        merged["suppressed"] = ((merged["note_status"] == "no_action_needed") & same_values.fillna(False)).astype(bool)
+        return merged
+
+    def history(self, account: Account, last: int = 30) -> pd.DataFrame:
+        """The account's last ``last`` tracked runs: run_id, as_of, new, open, resolved, open money at stake (cents)."""
+        path = self.folder(account) / "runs.parquet"
+        return pd.read_parquet(path).tail(last).reset_index(drop=True) if path.is_file() else _empty_history()
+
+
+# -- the vectorised night-over-night comparison ------------------------------------------------------------------------------
+def _per_order_and_kind(findings: pd.DataFrame) -> pd.DataFrame:
+    """One row per (order, kind), with a fingerprint of its values that does not depend on row order."""
+    frame = findings[["order_key", "kind", "backd_order_id", "merchant_order_id", "ledger_value", "backd_value",
+                      "difference_cents", "at_stake_cents"]].reset_index(drop=True)
+    frame["order_key"] = frame["order_key"].astype("string")
+    frame["kind"] = frame["kind"].astype("string")
+    values = frame[["ledger_value", "backd_value", "difference_cents"]].astype("string").fillna("")
+    fingerprints = pd.util.hash_pandas_object(values, index=False).to_numpy()
+    keys = pd.util.hash_pandas_object(frame["order_key"] + "|" + frame["kind"], index=False).to_numpy()
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]) if len(keys) else np.array([], dtype=int)
+    grouped = frame.iloc[order[starts]].reset_index(drop=True)
+    grouped["key"] = sorted_keys[starts]
+    # XOR and sum over each group (a duplicated ledger row makes several findings of one order and kind)
+    grouped["fingerprint"] = np.bitwise_xor.reduceat(fingerprints[order], starts) if len(keys) else np.array([], dtype="uint64")
+    stake = pd.to_numeric(frame["at_stake_cents"], errors="coerce").fillna(0).to_numpy(dtype="int64")
+    grouped["at_stake_cents"] = np.add.reduceat(stake[order], starts) if len(keys) else np.array([], dtype="int64")
+    return grouped
+
+
+def _compare_nights(tonight: pd.DataFrame, state: pd.DataFrame, stamp: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    open_before = state[state["status"] == "open"]
+    merged = tonight.merge(open_before[["key", "first_seen", "fingerprint"]], on="key", how="left", suffixes=("", "_before"))
+    was_open = merged["first_seen"].notna()
+    current = merged.assign(
+        change=np.where(was_open, "open", "new"),
+        first_seen=pd.to_datetime(merged["first_seen"], utc=True).where(was_open, stamp),
+        values_changed=was_open & (merged["fingerprint_before"] != merged["fingerprint"]),
+    ).drop(columns=["fingerprint_before"])
+    current["age_days"] = (stamp - current["first_seen"]).dt.total_seconds() / 86400
+    resolved = open_before[~open_before["key"].isin(tonight["key"])].assign(status="resolved", resolved_at=stamp)
+    kept = state[~state["key"].isin(tonight["key"]) & ~state["key"].isin(resolved["key"])]
+    now_open = current.assign(status="open", last_seen=stamp, resolved_at=pd.NaT)[_STATE_COLUMNS]
+    new_state = pd.concat([_typed_state(kept), _typed_state(resolved[_STATE_COLUMNS]), _typed_state(now_open)], ignore_index=True)
+    return current, resolved.reset_index(drop=True), new_state
+
+
+def _typed_state(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.reindex(columns=_STATE_COLUMNS).copy()
+    for column in ("first_seen", "last_seen", "resolved_at"):
+        out[column] = pd.to_datetime(out[column], utc=True)
+    for column in ("order_key", "kind", "backd_order_id", "merchant_order_id", "status", "ledger_value", "backd_value"):
+        out[column] = out[column].astype("string")
+    out["at_stake_cents"] = pd.to_numeric(out["at_stake_cents"], errors="coerce").astype("Int64")
+    return out.astype({"key": "uint64", "fingerprint": "uint64"})
+
+
+def _previous_run(folder: Path) -> str | None:
+    path = folder / "runs.parquet"
+    if not path.is_file():
+        return None
+    runs = pd.read_parquet(path, columns=["run_id"])
+    return None if runs.empty else str(runs["run_id"].iloc[-1])
+
+
+def _append_run(folder: Path, run_id: str, stamp: pd.Timestamp, current: pd.DataFrame, resolved: pd.DataFrame) -> pd.DataFrame:
+    path = folder / "runs.parquet"
+    runs = pd.read_parquet(path) if path.is_file() else _empty_history()
+    row = pd.DataFrame({"run_id": [run_id], "as_of": [stamp], "new": [int((current["change"] == "new").sum())],
+                        "open": [len(current)], "resolved": [len(resolved)],
+                        "at_stake_cents": [int(pd.to_numeric(current["at_stake_cents"]).fillna(0).sum())]})
+    runs = pd.concat([runs, row], ignore_index=True) if len(runs) else row
+    _write_parquet(runs, path)
+    return runs
+
+
+def _empty_history() -> pd.DataFrame:
+    return pd.DataFrame({"run_id": pd.Series(dtype="string"), "as_of": pd.Series(dtype="datetime64[ns, UTC]"),
+                         "new": pd.Series(dtype="int64"), "open": pd.Series(dtype="int64"),
+                         "resolved": pd.Series(dtype="int64"), "at_stake_cents": pd.Series(dtype="int64")})
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    frame.to_parquet(temporary, index=False)
+    os.replace(temporary, path)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """One tracked run per account at a time (two nightly jobs must not lose each other's findings)."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
