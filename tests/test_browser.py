@@ -199,18 +199,23 @@ def test_reconciliation_in_jupyterlab_shows_summary_and_charts(lab, browser):
     pd.DataFrame(rows).to_csv(workspace / "ledger.csv", index=False)
     notebook = _copy_notebook(workspace, "reconciliation", {"ledger_path": "ledger.csv", "column_map": DEMO_COLUMN_MAP})
     page = _open_and_run_all(browser, lab, notebook)
-    summary = page.locator("h3", has_text="Backd reconciliation")
+    summary = page.locator("h3", has_text="About this run")
     _wait_visible(page, summary, "reconciliation")
+    assert "Ledger SHA-256" in page.locator(".jp-OutputArea-output", has_text="About this run").first.inner_text()
+    changes = page.locator("h2", has_text="Changes since last run")
+    _wait_visible(page, changes, "reconciliation_changes")
     chart = page.locator(".jp-OutputArea-output img").first
     _wait_visible(page, chart, "reconciliation_chart")
     assert chart.bounding_box()["width"] > 200
     page.wait_for_function("() => document.body.innerText.includes('session.close()')")
     summary.scroll_into_view_if_needed()
     page.screenshot(path=str(SCREENSHOTS / "reconciliation_summary.png"))
+    changes.scroll_into_view_if_needed()
+    page.screenshot(path=str(SCREENSHOTS / "reconciliation_changes.png"))
     chart.scroll_into_view_if_needed()
     page.screenshot(path=str(SCREENSHOTS / "reconciliation_charts.png"))
     deadline = time.monotonic() + 60
-    while not (workspace / "out/reconciliation/report.html").is_file() and time.monotonic() < deadline:
+    while not (workspace / "out/reconciliation/latest/report.html").is_file() and time.monotonic() < deadline:
         time.sleep(0.5)  # the cell that saves the reports runs after the charts are on screen
-    assert (workspace / "out/reconciliation/report.html").is_file()
+    assert (workspace / "out/reconciliation/latest/report.html").is_file()
     page.close()

@@ -122,6 +122,7 @@ def test_save_approve_execute_and_undo_a_plan(env_sandbox, tmp_path, capsys, mon
     monkeypatch.setenv("BACKD_OPS_APPROVERS_REQUIRED", "1")
     assert main(["execute", str(plan), "--progress", "off"]) == 3  # the policy asks for an approval
     assert "needs 1 approver(s) and has 0" in capsys.readouterr().err and env_sandbox.write_requests() == []
+    monkeypatch.setenv("BACKD_OPS_USER", "maria")
     assert main(["approve", str(plan), "--as", "maria"]) == 0 and "approvals: maria at" in capsys.readouterr().out
     assert main(["execute", str(plan), "--progress", "off"]) == 0
     run_id = capsys.readouterr().out.split("journal run ")[1].split()[0]

@@ -279,12 +279,62 @@ def test_four_eyes_policy_is_enforced(live, client, journal, tmp_path, monkeypat
     with pytest.raises(ApprovalError, match=f"an approver other than its maker 'ana', because it moves \\${moved:,.2f}"):
         backd_ops.execute_plan(client, backd_ops.load_plan(path), journal=journal, approval_policy=policy, progress=False)
     assert live.write_requests() == []
+    with pytest.raises(ApprovalError, match="you are 'ana'"):  # an approval is given, not entered for someone else
+        backd_ops.approve_plan(path, "maria", journal=journal)
+    monkeypatch.setenv("BACKD_OPS_USER", "maria")
     approved = backd_ops.approve_plan(path, "maria", journal=journal)
     assert [a.approved_by for a in backd_ops.load_plan(path).backd.info.approvals] == ["ana", "maria"]
     assert approved.backd.plan_id == plan.backd.plan_id  # approvals are not content
     result = backd_ops.execute_plan(client, backd_ops.load_plan(path), journal=journal, approval_policy=policy, progress=False)
     assert result.outcome.eq("done").tolist() == plan.outcome.eq("planned").tolist()
     assert Journal(journal).runs().approved_by[0] == "ana, maria"
+
+
+def test_approvals_count_only_from_the_journal_for_that_very_plan(live, client, journal, tmp_path, monkeypatch):
+    """An approval pasted into a plan file, a renamed maker, "Ana" for "ana": none of them is four eyes."""
+    import json
+
+    monkeypatch.setenv("BACKD_OPS_USER", "ana")
+    policy = ApprovalPolicy(approvers_required=1, four_eyes_above=Decimal("1"))
+    plan = backd_ops.refund_orders(client, refunds(confirmed(live, 2)), progress=False)
+    path = plan.backd.save(tmp_path / "plan.json")
+    document = json.loads(path.read_text())
+    document["approvals"] = [{"approved_by": "maria", "approved_at": "2026-11-29T10:00:00+00:00"}]
+    path.write_text(json.dumps(document))
+    with pytest.raises(ApprovalError, match="needs 1 approver.s. and has 0"):  # the file says maria; the journal does not
+        backd_ops.execute_plan(client, backd_ops.load_plan(path), journal=journal, approval_policy=policy, progress=False)
+    document["created_by"] = "somebody-else"
+    path.write_text(json.dumps(document))
+    with pytest.raises(PlanError, match="changed after it was made"):  # the maker is part of the plan
+        backd_ops.load_plan(path)
+    monkeypatch.setenv("BACKD_OPS_USER", "Ana ")
+    with pytest.raises(ApprovalError, match="other than its maker"):
+        backd_ops.execute_plan(client, plan, journal=journal, approved_by="Ana ", approval_policy=policy, progress=False)
+    assert live.write_requests() == []
+
+
+def test_the_policy_a_plan_was_made_under_travels_with_it(live, client, journal, monkeypatch):
+    monkeypatch.setenv("BACKD_OPS_APPROVERS_REQUIRED", "1")
+    plan = backd_ops.refund_orders(client, refunds(confirmed(live, 1)), progress=False)
+    monkeypatch.delenv("BACKD_OPS_APPROVERS_REQUIRED")  # the executor's machine has no policy set
+    with pytest.raises(ApprovalError, match="needs 1 approver"):
+        backd_ops.execute_plan(client, plan, journal=journal, progress=False)
+
+
+def test_a_plan_with_two_rows_for_one_order_is_refused_even_if_rehashed(live, client, journal):
+    from dataclasses import replace
+
+    from backd_ops.plans import PLAN_ATTR, compute_plan_id
+
+    plan = backd_ops.refund_orders(client, refunds(confirmed(live, 2)), progress=False)
+    forged = plan.copy()
+    forged.loc[1, "backd_order_id"] = forged.loc[0, "backd_order_id"]
+    info = replace(forged.attrs[PLAN_ATTR], plan_id="")
+    info = replace(info, plan_id=compute_plan_id(forged, info))
+    forged.attrs[PLAN_ATTR], forged["plan_id"] = info, info.plan_id
+    with pytest.raises(PlanError, match="more than once"):
+        backd_ops.execute_plan(client, forged, journal=journal, progress=False)
+    assert live.write_requests() == []
 
 
 # -- claims -------------------------------------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ def test_every_artifact_of_a_full_flow_is_free_of_the_secret(tmp_path, monkeypat
             result.backd.to_csv(tmp_path / "result_for_people.csv")
             plan = backd_ops.refund_orders(client, frame, progress=False)
             plan.backd.save(tmp_path / "plan.json")
+            monkeypatch.setenv("BACKD_OPS_USER", "maria")
             backd_ops.approve_plan(tmp_path / "plan.json", "maria", journal=tmp_path / "journal.sqlite")
             texts.append(repr(plan.attrs))
             texts.append(result.to_string())

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from datetime import datetime
@@ -53,9 +54,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BackdError as exc:  # one classification for every command (errors.exit_code_for)
         print(f"backd-ops: {exc}", file=sys.stderr)
         return exit_code_for(exc)
+    except OSError as exc:  # a path we were given: missing, unreadable, unwritable
+        print(f"backd-ops: {exc.strerror or exc}: {exc.filename or ''}", file=sys.stderr)
+        return EXIT_INPUT
     except KeyboardInterrupt:
         print("backd-ops: interrupted; re-run the same command to resume (nothing is applied twice)", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - a bug: say so plainly, with a way to see the traceback
+        if os.environ.get("BACKD_OPS_DEBUG"):
+            raise
+        print(f"backd-ops: unexpected error ({type(exc).__name__}: {exc}); this is a bug, not your input. "
+              "Set BACKD_OPS_DEBUG=1 to see the traceback", file=sys.stderr)
+        return 5
     finally:
         set_option_style("python")  # main() is also called in-process (tests, notebooks)
 

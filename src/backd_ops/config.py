@@ -70,22 +70,31 @@ def normalize_base_url(url: str) -> str:
     >>> normalize_base_url("HTTPS://Service.BNPL.backd.com.:443/v1/backd/bnpl/api/")
     'https://service.bnpl.backd.com/v1/backd/bnpl/api'
     """
+    text = str(url).strip()
+    shown = _without_userinfo(text)  # a key pasted into the URL must not be echoed back in an error
     try:
-        parts = urlsplit(str(url).strip())
+        parts = urlsplit(text)
         port = parts.port
     except ValueError as exc:
-        raise ConfigurationError(f"base URL {url!r} is not a valid URL ({exc}) (BACKD_BASE_URL)") from None
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").rstrip(".")
-    if scheme not in _DEFAULT_PORTS or not host:
-        raise ConfigurationError(f"base URL {url!r} must be an http(s) URL with a host (BACKD_BASE_URL)")
+        raise ConfigurationError(f"base URL {shown!r} is not a valid URL ({_without_userinfo(str(exc))}) (BACKD_BASE_URL)") from None
     if parts.username or parts.password or parts.query or parts.fragment:
         raise ConfigurationError("the base URL must not carry credentials, a query or a fragment (BACKD_BASE_URL); "
                                  "keys go in BACKD_PUBLIC_KEY / BACKD_SECRET_KEY")
+    if "%" in parts.netloc or any(ord(c) > 127 or c.isspace() for c in parts.netloc):
+        # urllib3 decodes %-escapes in the host: "%73ervice.bnpl.backd.com" would reach production unrecognised
+        raise ConfigurationError(f"base URL {shown!r}: write the host plainly (no %-escapes, spaces or non-ASCII) (BACKD_BASE_URL)")
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").rstrip(".")
+    if scheme not in _DEFAULT_PORTS or not host:
+        raise ConfigurationError(f"base URL {shown!r} must be an http(s) URL with a host (BACKD_BASE_URL)")
     netloc = f"[{host}]" if ":" in host else host
     if port is not None and port != _DEFAULT_PORTS[scheme]:
         netloc += f":{port}"
     return f"{scheme}://{netloc}{re.sub('/+', '/', parts.path).rstrip('/')}"
+
+
+def _without_userinfo(text: str) -> str:
+    return re.sub(r"(?i)(https?://)[^/@]*@", r"\1***@", text)
 
 
 def is_production_url(url: str) -> bool:
@@ -227,10 +236,13 @@ class Settings:
     pool_size: int = POOL_SIZE
 
     def __post_init__(self) -> None:
+        if self.secret_key:  # first: any message below that quotes the configuration is redacted
+            register_secret(self.public_key, self.secret_key.reveal())
         if self.environment not in BASE_URLS:
             raise ConfigurationError(
                 f"environment must be one of {sorted(BASE_URLS)}, got {self.environment!r} (BACKD_ENVIRONMENT)"
             )
+        object.__setattr__(self, "base_url", normalize_base_url(self.base_url) if self.base_url else None)
         if self.environment != "production" and is_production_url(self.resolved_base_url):
             raise ConfigurationError(
                 f"{self.resolved_base_url} is Backd's production host, but the environment is {self.environment!r}: "
@@ -241,7 +253,6 @@ class Settings:
                 "Backd keys are missing: set BACKD_PUBLIC_KEY and BACKD_SECRET_KEY in the environment "
                 "or in a .env file (never in a notebook parameter)"
             )
-        register_secret(self.public_key, self.secret_key.reveal())
 
     @property
     def resolved_base_url(self) -> str:

@@ -29,7 +29,7 @@ import pandas as pd
 
 from ._retry import RateLimiter
 from .client import BackdClient
-from .config import SETTLE_WINDOW_FLOOR_S, ApprovalPolicy, production_confirmed
+from .config import SETTLE_WINDOW_FLOOR_S, ApprovalPolicy, current_user, production_confirmed
 from .errors import (
     ApprovalError,
     BackdError,
@@ -40,7 +40,7 @@ from .errors import (
     ServerError,
     option_hint,
 )
-from .journal import HEARTBEAT_S, Claim, Evidence, Journal
+from .journal import CLAIM_LEASE_S, HEARTBEAT_S, Claim, Evidence, Journal
 from .locking import CHICAGO
 from .models import Order, format_money
 from .operations import ALREADY_DONE, DRIFTED, PLANNED, Operation, OrderState, Verdict, describe_drift, done_message
@@ -51,6 +51,7 @@ from .plans import (
     PlanInfo,
     doer,
     record_plan,
+    same_person,
     request_key,
     typed_plan_frame,
     verify_plan,
@@ -92,7 +93,7 @@ def execute_plan(client: BackdClient, plan: pd.DataFrame, *, approved_by: str | 
     book = journal if isinstance(journal, Journal) else Journal(journal)
     try:
         approvals = gather_approvals(info, book, approved_by)
-        check_approvals(plan, info, approvals, approval_policy or ApprovalPolicy.from_env())
+        check_approvals(plan, info, approvals, effective_policy(info, approval_policy or ApprovalPolicy.from_env()))
         record_plan(plan, book, approvals=approvals)
         claim = book.claim(info.plan_id, info.account)
         try:
@@ -125,23 +126,35 @@ def guard_production(client: BackdClient, confirmed: bool) -> None:
 
 
 def gather_approvals(info: PlanInfo, journal: Journal, approved_by: str | None) -> tuple[Approval, ...]:
-    """Approvals in the plan, in the journal, and the one given now (``approved_by``), one per person."""
-    known = {a.approved_by: a for a in info.approvals}
+    """The approvals that count: those the journal recorded for this very plan_id, and the one given now by the person
+    running this (``approved_by``); one per person. Approvals written in a plan file are for reading, not counted."""
+    known: dict[str, Approval] = {}
     for name, at in journal.approvals(info.plan_id):
-        known.setdefault(name, Approval(name, at))
+        known.setdefault(name.strip().casefold(), Approval(name, at))
     if approved_by and approved_by.strip():
-        known.setdefault(approved_by.strip(), Approval(approved_by.strip(), datetime.now(timezone.utc).isoformat(timespec="seconds")))
+        if not same_person(approved_by, current_user()):
+            raise ApprovalError(f"you are {current_user()!r}: approve as yourself (or set BACKD_OPS_USER); nothing was sent")
+        known.setdefault(approved_by.strip().casefold(),
+                         Approval(approved_by.strip(), datetime.now(timezone.utc).isoformat(timespec="seconds")))
     return tuple(known.values())
+
+
+def effective_policy(info: PlanInfo, executor: ApprovalPolicy) -> ApprovalPolicy:
+    """The stricter of the policy the plan was made under and the one in force where it runs."""
+    made, now = info.policy, executor
+    thresholds = [t for t in (made.four_eyes_above, now.four_eyes_above) if t is not None]
+    return ApprovalPolicy(max(made.approvers_required, now.approvers_required), min(thresholds) if thresholds else None)
 
 
 def check_approvals(plan: pd.DataFrame, info: PlanInfo, approvals: tuple[Approval, ...], policy: ApprovalPolicy) -> None:
     """Raise :class:`ApprovalError` saying which approval is missing, if the policy is not met."""
-    names = {a.approved_by for a in approvals}
+    names = {a.approved_by.strip().casefold() for a in approvals}
     moved = sum((Decimal(str(v)) for v in plan.loc[plan["outcome"] == PLANNED, "amount"].dropna()), Decimal("0.00"))
     missing = []
     if len(names) < policy.approvers_required:
-        missing.append(f"{policy.approvers_required} approver(s) and has {len(names)}" + (f" ({', '.join(sorted(names))})" if names else ""))
-    if policy.four_eyes_above is not None and moved > policy.four_eyes_above and not names - {info.created_by}:
+        shown = ", ".join(sorted(a.approved_by for a in approvals))
+        missing.append(f"{policy.approvers_required} approver(s) and has {len(names)}" + (f" ({shown})" if names else ""))
+    if policy.four_eyes_above is not None and moved > policy.four_eyes_above and not names - {info.created_by.strip().casefold()}:
         missing.append(f"an approver other than its maker {info.created_by!r}, because it moves {format_money(moved)} "
                        f"(more than {format_money(policy.four_eyes_above)})")
     if missing:
@@ -205,6 +218,11 @@ class _Wait:
     seconds: float
 
 
+@dataclass(frozen=True)
+class _Send:
+    verdict: Verdict  # the verdict on the order as just read: what the write will do
+
+
 class _Run:
     """One execute run of one plan: every row gets exactly one outcome, in the result and in the journal."""
 
@@ -223,7 +241,7 @@ class _Run:
         todo = [i for i, r in enumerate(results) if r is None]
         ids = [rows[i].backd_order_id for i in todo]
         self.held = self.journal.lease(self.claim, ids)  # one transaction for the run's orders, not one per row
-        self.evidence = self.journal.evidence(self.info.account, self.op.name, ids)
+        self.evidence = self.journal.evidence(self.info.account, None, ids)  # every operation: any may be in flight
         written = concurrently(lambda i: self._execute_row(rows[i]), todo, max_workers=max_workers, progress=progress, desc=self.op.name)
         for i, result in zip(todo, written):
             results[i] = result if isinstance(result, Verdict) else Verdict(UNCERTAIN, f"internal error: {result!r}; run the plan again to settle it")
@@ -248,7 +266,7 @@ class _Run:
         holder = self.held.get(row.backd_order_id)
         if holder is not None:
             return self._result(row, FAILED, f"not sent: {holder} is writing this order right now; run this plan again when it has finished")
-        sends, evidence = 0, self._matching(row, self.evidence.get(row.backd_order_id, []))
+        sends, evidence = 0, self.evidence.get(row.backd_order_id, [])
         while True:
             order = self._read_back(row)
             if isinstance(order, BackdError):
@@ -256,29 +274,31 @@ class _Run:
                 return self._result(row, outcome, f"could not read the order before writing ({order.message}); "
                                     + ("nothing sent" if sends == 0 else "the last write may have landed: run the plan again to settle it"))
             if sends:  # our own intent and its read-back are evidence now
-                evidence = self._matching(row, self.journal.evidence(self.info.account, self.op.name, [row.backd_order_id]).get(row.backd_order_id, []))
+                evidence = self.journal.evidence(self.info.account, None, [row.backd_order_id]).get(row.backd_order_id, [])
             decision = self._decide(row, order, evidence)
             if isinstance(decision, _Wait):
                 time.sleep(decision.seconds)
                 continue
-            if decision is not None:
+            if not isinstance(decision, _Send):
                 return decision
             if sends >= MAX_SENDS:
                 return self._result(row, FAILED, f"not applied after {MAX_SENDS} sends, each proved absent by reading the order back")
             sends += 1
-            sent = self._send(row, order)
+            sent = self._send(row, order, decision.verdict, again=sends > 1)
             if sent is not None:
                 return sent
 
     # -- deciding ------------------------------------------------------------------------------------------------------
     def _matching(self, row: PlannedRow, found: list[Evidence]) -> list[Evidence]:
         """Evidence of this very request (under ``resend``, only this plan's own runs count)."""
-        return [e for e in found if e.request_key == row.key and (not self.info.resend or e.plan_id == self.info.plan_id)]
+        return [e for e in found if e.operation == self.op.name and e.request_key == row.key
+                and (not self.info.resend or e.plan_id == self.info.plan_id)]
 
-    def _decide(self, row: PlannedRow, order: Order, evidence: list[Evidence]) -> Verdict | _Wait | None:
-        """What to do with a row, given the order as Backd has it now: a final verdict, wait, or None (send)."""
+    def _decide(self, row: PlannedRow, order: Order, on_order: list[Evidence]) -> Verdict | _Wait | _Send:
+        """What to do with a row, given the order as Backd has it now and every action of ours on it: a verdict, wait, or send."""
         now = self.clock()
         verdict_now = self.op.plan(row.values, order, now, label=row.label)
+        evidence = self._matching(row, on_order)
         ours = [e for e in evidence if e.is_done or e.in_doubt]
         if verdict_now.outcome == ALREADY_DONE:
             if ours:
@@ -290,12 +310,14 @@ class _Run:
         if did is not None:
             return self._result(row, DRIFTED, f"not sent: run {did.run_id} did this, but Backd no longer shows it "
                                 f"({describe_drift(row.verdict.state, OrderState.of(order)) or 'it was undone'})", order=order)
-        doubt = next((e for e in reversed(evidence) if e.in_doubt), None)
-        if doubt is not None and doubt.intent_at is not None:
-            waited = (datetime.now(timezone.utc) - doubt.intent_at).total_seconds()
+        # Any write of ours on this order that may still be landing (another request, operation or plan, a killed
+        # run's) is waited out first: the read above may be from before it lands.
+        doubt = max((e.intent_at for e in on_order if e.in_doubt and e.intent_at is not None), default=None)
+        if doubt is not None:
+            waited = (datetime.now(timezone.utc) - doubt).total_seconds()
             if waited < self.window_s:
                 return _Wait(min(self.window_s - waited, max(0.05, self.window_s / 8)))
-        return self._drift(row, order, verdict_now, now)
+        return self._drift(row, order, verdict_now, now) or _Send(verdict_now)
 
     def _drift(self, row: PlannedRow, order: Order, verdict_now: Verdict, now: datetime) -> Verdict | None:
         changed = describe_drift(row.verdict.state, OrderState.of(order)) if row.verdict.state else None
@@ -309,22 +331,31 @@ class _Run:
         return None
 
     # -- sending and settling --------------------------------------------------------------------------------------------
-    def _send(self, row: PlannedRow, order: Order) -> Verdict | None:
-        """Send once; a verdict, or None when a read-back proved the write absent (the caller may send again)."""
+    def _send(self, row: PlannedRow, order: Order, verdict_now: Verdict, *, again: bool) -> Verdict | None:
+        """Send once; a verdict, or None when a read-back proved the write absent (the caller may send again).
+
+        Messages come from the order as just read, not from the plan's text.
+        """
         request = self.op.request(row.values)
-        self.journal.record_intent(self.claim, row.position, operation=self.op.name, backd_order_id=row.backd_order_id,
-                                   request=request, request_key=row.key, amount=_text(row.verdict.amount),
-                                   status_before=order.status, row_label=str(row.label))
-        self.limiter.acquire()
+        self.limiter.acquire()  # before the intent: nothing may stand between the claim check and the send
+        held = self.journal.record_intent(self.claim, row.position, operation=self.op.name, backd_order_id=row.backd_order_id,
+                                          request=request, request_key=row.key, amount=_text(row.verdict.amount),
+                                          status_before=order.status, row_label=str(row.label),
+                                          replaced_amount=_replaced(self.op.name, order))
+        if not held:
+            return self._result(row, FAILED, "not sent: this run lost its claim on the plan (it was stalled longer than "
+                                f"{CLAIM_LEASE_S:.0f} s and another run took over); run the plan again to settle it", order=order)
+        done = done_message(self.op.name, verdict_now.message) + (
+            "; sent again after read-backs proved the first send absent" if again else "")
         try:
             after = getattr(self.client, self.op.endpoint)(**request)
         except BackdError as error:
             if not error.may_have_been_applied:
                 return self._result(row, FAILED, f"Backd refused it: {type(error).__name__}: {error.message}", order=order)
-            return self._settle(row, error)
-        return self._result(row, DONE, done_message(self.op.name, row.verdict.message), order=after, locked_from=after)
+            return self._settle(row, error, done)
+        return self._result(row, DONE, done, order=after, locked_from=after)
 
-    def _settle(self, row: PlannedRow, error: BackdError) -> Verdict | None:
+    def _settle(self, row: PlannedRow, error: BackdError, done: str) -> Verdict | None:
         """Read back until the write shows, or until the window proves it absent (None), or reads keep failing."""
         window_s = self.window_s if _may_still_land(error) else min(self.window_s, ANSWERED_SETTLE_S)
         deadline = time.monotonic() + window_s
@@ -338,8 +369,8 @@ class _Run:
                     return self._result(row, UNCERTAIN, f"{type(error).__name__} after sending, and the read-back failed "
                                         f"({read.message}); run the plan again to settle it")
             elif self.op.plan(row.values, read, self.clock(), label=row.label).outcome == ALREADY_DONE:
-                return self._result(row, DONE, f"{done_message(self.op.name, row.verdict.message)} (confirmed by reading the "
-                                    f"order back after {type(error).__name__})", order=read, locked_from=read)
+                return self._result(row, DONE, f"{done} (confirmed by reading the order back after {type(error).__name__})",
+                                    order=read, locked_from=read)
             elif time.monotonic() >= deadline:
                 self.journal.mark_not_applied(self.claim, row.position, f"{type(error).__name__}; not on the order after "
                                               f"{window_s:.1f} s of read-backs")
@@ -362,6 +393,12 @@ class _Run:
             locked_at = locked_from.active_refund.locked_at
         return replace(row.verdict, outcome=outcome, message=message, locked_at=locked_at,
                        status_after=order.status if order is not None else None)
+
+
+def _replaced(operation: str, order: Order) -> str | None:
+    """The active refund request a new refund will decline by replacing it (recorded so an undo can say so)."""
+    active = order.active_refund
+    return str(active.amount) if operation == "refund" and active is not None else None
 
 
 def _may_still_land(error: BackdError) -> bool:

@@ -26,7 +26,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from .config import DEFAULT_JOURNAL_PATH, Account, current_user
-from .errors import ConcurrentRunError
+from .errors import ConcurrentRunError, InputError
 
 __all__ = ["Claim", "Evidence", "Journal", "default_journal_path"]
 
@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS plans (
     rows INTEGER NOT NULL, planned_rows INTEGER NOT NULL, planned_amount TEXT, recorded_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS approvals (
-    plan_id TEXT NOT NULL, approved_by TEXT NOT NULL, approved_at TEXT NOT NULL, host TEXT,
+    plan_id TEXT NOT NULL, approved_by TEXT NOT NULL, approved_at TEXT NOT NULL, host TEXT, os_user TEXT,
     PRIMARY KEY (plan_id, approved_by)
 );
 CREATE TABLE IF NOT EXISTS runs (
@@ -59,13 +59,13 @@ CREATE TABLE IF NOT EXISTS actions (
     run_id TEXT NOT NULL REFERENCES runs (run_id), row INTEGER NOT NULL, plan_id TEXT NOT NULL,
     account TEXT NOT NULL, operation TEXT NOT NULL, row_label TEXT, backd_order_id TEXT, request_key TEXT,
     amount TEXT, request TEXT, status_before TEXT, intent_at TEXT, attempts INTEGER NOT NULL DEFAULT 0,
-    outcome TEXT, message TEXT, status_after TEXT, finished_at TEXT,
+    outcome TEXT, message TEXT, status_after TEXT, finished_at TEXT, replaced_amount TEXT,
     PRIMARY KEY (run_id, row)
 );
 CREATE INDEX IF NOT EXISTS actions_evidence ON actions (account, backd_order_id, operation);
 CREATE TABLE IF NOT EXISTS claims (
     plan_id TEXT NOT NULL, account TEXT NOT NULL, token TEXT NOT NULL, run_id TEXT, pid INTEGER, pid_started TEXT,
-    host TEXT, user TEXT, started_at TEXT NOT NULL, heartbeat_at REAL NOT NULL,
+    host TEXT, user TEXT, started_at TEXT NOT NULL, heartbeat_at REAL NOT NULL, pid_ns TEXT,
     PRIMARY KEY (plan_id, account)
 );
 CREATE TABLE IF NOT EXISTS leases (
@@ -87,10 +87,11 @@ def now_iso() -> str:
 
 @dataclass(frozen=True)
 class Evidence:
-    """What an earlier action on the same account, order and operation left: which run, what it asked, how it ended."""
+    """What an earlier action on the same account and order left: which run, what it asked, how it ended."""
 
     run_id: str
     plan_id: str
+    operation: str
     request_key: str | None
     amount: str | None
     outcome: str | None  # None: intent written, outcome never recorded (a kill or a crash)
@@ -130,21 +131,26 @@ class Journal:
     'run-1'
     >>> j.record_intent(claim, 0, operation="refund", backd_order_id="BO-1", request={"refund_amount": "5.00"},
     ...                 request_key="5.00", amount="5.00", status_before="order_confirmed")
+    True
     >>> j.evidence(account, "refund", ["BO-1"])["BO-1"][0].in_doubt
     True
     """
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = str(path) if path is not None else str(default_journal_path())
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._migrate()
-        self._db.executescript(_SCHEMA)
-        self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+            self._db.executescript(_SCHEMA)
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except (OSError, sqlite3.DatabaseError) as exc:
+            raise InputError(f"cannot use {self.path} as the journal ({exc}): it must be a writable SQLite file "
+                             f"(--journal, journal=, or ${JOURNAL_ENV})") from None
 
     @classmethod
     def existing(cls, path: str | Path | None = None) -> Journal | None:
@@ -163,6 +169,13 @@ class Journal:
         """Keep a version-1 journal (runs keyed by file fingerprint) as evidence under ``*_v1`` names."""
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "claims" in tables and "pid_ns" not in {r[1] for r in self._db.execute("PRAGMA table_info(claims)")}:
+            self._db.execute("ALTER TABLE claims ADD COLUMN pid_ns TEXT")
+        if "actions" in tables and "plan_id" in {r[1] for r in self._db.execute("PRAGMA table_info(actions)")} \
+                and "replaced_amount" not in {r[1] for r in self._db.execute("PRAGMA table_info(actions)")}:
+            self._db.execute("ALTER TABLE actions ADD COLUMN replaced_amount TEXT")
+        if "approvals" in tables and "os_user" not in {r[1] for r in self._db.execute("PRAGMA table_info(approvals)")}:
+            self._db.execute("ALTER TABLE approvals ADD COLUMN os_user TEXT")
         if version < SCHEMA_VERSION and "runs" in tables:
             columns = {r[1] for r in self._db.execute("PRAGMA table_info(runs)")}
             if "plan_id" not in columns:
@@ -182,7 +195,9 @@ class Journal:
         )
 
     def record_approval(self, plan_id: str, approved_by: str, approved_at: str) -> None:
-        self._write("INSERT OR IGNORE INTO approvals VALUES (?, ?, ?, ?)", (plan_id, approved_by, approved_at, socket.gethostname()))
+        """An approval of ``plan_id``, with the host and OS account it was given from (evidence for an auditor)."""
+        self._write("INSERT OR IGNORE INTO approvals VALUES (?, ?, ?, ?, ?)",
+                    (plan_id, approved_by, approved_at, socket.gethostname(), _os_user()))
 
     def approvals(self, plan_id: str) -> list[tuple[str, str]]:
         """``(approved_by, approved_at)`` recorded for ``plan_id``, oldest first."""
@@ -197,16 +212,17 @@ class Journal:
         """
         claim = Claim(plan_id, account.key, uuid.uuid4().hex, run_id or new_run_id())
         with self._transaction():
-            held = self._db.execute("SELECT pid, pid_started, host, user, started_at, heartbeat_at, run_id FROM claims"
+            held = self._db.execute("SELECT pid, pid_started, host, pid_ns, user, started_at, heartbeat_at, run_id FROM claims"
                                     " WHERE plan_id = ? AND account = ?", (plan_id, account.key)).fetchone()
-            if held is not None and _holder_alive(*held[:3], heartbeat_at=held[5]):
-                pid, _, host, user, started_at, _, holder_run = held
+            if held is not None and _holder_alive(*held[:4], heartbeat_at=held[6]):
+                pid, _, host, _, user, started_at, _, holder_run = held
                 raise ConcurrentRunError(
                     f"plan {plan_id[:12]} is being executed right now by pid {pid} on {host} ({user}), run {holder_run}, "
                     f"started at {started_at}; wait for it to finish (a claim of a killed process is taken over)")
-            self._db.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            self._db.execute("INSERT OR REPLACE INTO claims (plan_id, account, token, run_id, pid, pid_started, host, user,"
+                             " started_at, heartbeat_at, pid_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                              (plan_id, account.key, claim.token, claim.run_id, os.getpid(), _pid_started(os.getpid()),
-                              socket.gethostname(), current_user(), now_iso(), time.time()))
+                              socket.gethostname(), current_user(), now_iso(), time.time(), _pid_namespace()))
         return claim
 
     def heartbeat(self, claim: Claim) -> None:
@@ -230,11 +246,11 @@ class Journal:
         with self._transaction():
             for order_id in dict.fromkeys(i for i in backd_order_ids if i):
                 held = self._db.execute(
-                    "SELECT l.token, l.run_id, c.pid, c.pid_started, c.host, c.heartbeat_at FROM leases l"
+                    "SELECT l.token, l.run_id, c.pid, c.pid_started, c.host, c.pid_ns, c.heartbeat_at FROM leases l"
                     " LEFT JOIN claims c ON c.token = l.token WHERE l.account = ? AND l.backd_order_id = ?",
                     (claim.account, order_id)).fetchone()
                 if held is not None and held[0] != claim.token and held[2] is not None \
-                        and _holder_alive(held[2], held[3], held[4], heartbeat_at=held[5]):
+                        and _holder_alive(held[2], held[3], held[4], held[5], heartbeat_at=held[6]):
                     held_by_others[order_id] = f"run {held[1]} (pid {held[2]} on {held[4]})"
                     continue
                 self._db.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?)", (claim.account, order_id, claim.token, claim.run_id))
@@ -253,16 +269,27 @@ class Journal:
         return claim.run_id
 
     def record_intent(self, claim: Claim, row: int, *, operation: str, backd_order_id: str, request: dict, request_key: str,
-                      amount: str | None, status_before: str | None, row_label: str | None = None) -> None:
-        """Written and committed *before* the request is sent."""
-        self._write(
-            "INSERT INTO actions (run_id, row, plan_id, account, operation, row_label, backd_order_id, request_key, amount,"
-            " request, status_before, intent_at, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)"
-            " ON CONFLICT (run_id, row) DO UPDATE SET attempts = attempts + 1, intent_at = excluded.intent_at,"
-            " outcome = NULL, message = NULL",
-            (claim.run_id, row, claim.plan_id, claim.account, operation, row_label, backd_order_id, request_key, amount,
-             json.dumps(request, default=str), status_before, now_iso()),
-        )
+                      amount: str | None, status_before: str | None, row_label: str | None = None,
+                      replaced_amount: str | None = None) -> bool:
+        """Written and committed *before* the request is sent, only while ``claim`` still holds the plan; False if it
+        does not (another run took over a stalled one): then nothing may be sent. ``replaced_amount``: the active
+        refund request this write will decline by replacing it (what an undo cannot bring back)."""
+        with self._transaction():
+            if not self._holds(claim):
+                return False
+            self._db.execute(
+                "INSERT INTO actions (run_id, row, plan_id, account, operation, row_label, backd_order_id, request_key, amount,"
+                " request, status_before, intent_at, attempts, replaced_amount) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)"
+                " ON CONFLICT (run_id, row) DO UPDATE SET attempts = attempts + 1, intent_at = excluded.intent_at,"
+                " outcome = NULL, message = NULL",
+                (claim.run_id, row, claim.plan_id, claim.account, operation, row_label, backd_order_id, request_key, amount,
+                 json.dumps(request, default=str), status_before, now_iso(), replaced_amount),
+            )
+        return True
+
+    def _holds(self, claim: Claim) -> bool:
+        return self._db.execute("SELECT 1 FROM claims WHERE plan_id = ? AND account = ? AND token = ?",
+                                (claim.plan_id, claim.account, claim.token)).fetchone() is not None
 
     def record_outcomes(self, claim: Claim, operation: str, rows: Iterable[dict[str, Any]]) -> None:
         """Terminal outcomes in one transaction (keys: row, row_label, backd_order_id, request_key, amount, outcome,
@@ -293,20 +320,21 @@ class Journal:
         self._write("UPDATE runs SET finished_at = ?, counts = ? WHERE run_id = ?", (now_iso(), json.dumps(counts), run_id))
 
     # -- questions --------------------------------------------------------------------------------------------------
-    def evidence(self, account: Account, operation: str, backd_order_ids: Iterable[str]) -> dict[str, list[Evidence]]:
-        """Per order, every earlier action of ``operation`` on it for this account, oldest first."""
+    def evidence(self, account: Account, operation: str | None, backd_order_ids: Iterable[str]) -> dict[str, list[Evidence]]:
+        """Per order, every earlier action on it for this account (of ``operation``, or of any when None), oldest first."""
         ids = sorted({i for i in backd_order_ids if i})
         found: dict[str, list[Evidence]] = {}
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
             marks = ",".join("?" * len(chunk))
+            where, params = ("AND operation = ?", (operation,)) if operation else ("", ())
             with self._lock:
                 rows = self._db.execute(
-                    "SELECT backd_order_id, run_id, plan_id, request_key, amount, outcome, intent_at, finished_at FROM actions"
-                    f" WHERE account = ? AND operation = ? AND backd_order_id IN ({marks}) ORDER BY rowid",
-                    (account.key, operation, *chunk)).fetchall()
-            for order_id, *rest in rows:
-                found.setdefault(order_id, []).append(Evidence(rest[0], rest[1], rest[2], rest[3], rest[4], _time(rest[5]), _time(rest[6])))
+                    "SELECT backd_order_id, run_id, plan_id, operation, request_key, amount, outcome, intent_at, finished_at"
+                    f" FROM actions WHERE account = ? {where} AND backd_order_id IN ({marks}) ORDER BY rowid",
+                    (account.key, *params, *chunk)).fetchall()
+            for order_id, run_id, plan_id, op, key, amount, outcome, intent_at, finished_at in rows:
+                found.setdefault(order_id, []).append(Evidence(run_id, plan_id, op, key, amount, outcome, _time(intent_at), _time(finished_at)))
         return found
 
     def latest_run(self, plan_id: str, account: Account) -> str | None:
@@ -383,6 +411,15 @@ class _Transaction:
             self._journal._lock.release()
 
 
+def _os_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return os.environ.get("USER", "unknown")
+
+
 def new_run_id() -> str:
     return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
 
@@ -391,13 +428,23 @@ def _time(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
-def _holder_alive(pid: int | None, pid_started: str | None, host: str | None, *, heartbeat_at: float | None) -> bool:
-    """A holder is alive if it beat recently and, on this host, its process still exists (and is the same one)."""
+def _holder_alive(pid: int | None, pid_started: str | None, host: str | None, pid_ns: str | None, *,
+                  heartbeat_at: float | None) -> bool:
+    """A holder is alive if it beat recently and, where we can see its process (same host and pid namespace),
+    that process still exists and is the same one."""
     if heartbeat_at is None or time.time() - heartbeat_at > CLAIM_LEASE_S:
         return False
-    if host != socket.gethostname() or pid is None:
-        return True  # another host: its heartbeat is all we can check
+    if host != socket.gethostname() or pid is None or pid_ns != _pid_namespace():
+        return True  # another host or container: its heartbeat is all we can check
     return _pid_alive(pid) and (pid_started is None or _pid_started(pid) == pid_started)
+
+
+def _pid_namespace() -> str | None:
+    """Which pid namespace we are in (containers that share a hostname do not share pids)."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
 
 
 def _pid_alive(pid: int) -> bool:

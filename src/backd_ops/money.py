@@ -40,13 +40,16 @@ _MINUS = "-\u2212"  # ASCII hyphen-minus and the Unicode minus sign Excel someti
 _GROUP = {".": ",", ",": "[. \u00a0\u202f]"}  # literal characters: RE2 (pyarrow) has no \\u escapes
 
 
+_SPACE = "[ \t\r\n\u00a0\u202f]*"  # explicit: Python's \s is Unicode-aware, RE2's is ASCII only
+
+
 def _grammar(decimal: str) -> str:
     """The amount grammar for a decimal separator, in the syntax Python's re and RE2 (pyarrow) share."""
-    point, group = re.escape(decimal), _GROUP[decimal]
+    point, group, sp = re.escape(decimal), _GROUP[decimal], _SPACE
     return (
-        rf"^\s*(?P<open>\()?\s*(?P<sign>[{_MINUS}])?\s*(?:\$|US\$|USD)?\s*(?P<sign2>[{_MINUS}])?\s*"
+        rf"^{sp}(?P<open>\()?{sp}(?P<sign>[{_MINUS}])?{sp}(?:\$|US\$|USD)?{sp}(?P<sign2>[{_MINUS}])?{sp}"
         rf"(?P<whole>[0-9]{{1,3}}(?:{group}[0-9]{{3}})+|[0-9]+)?(?:{point}(?P<frac>[0-9]*))?"
-        r"\s*(?:USD)?\s*(?P<close>\))?\s*$"
+        rf"{sp}(?:USD)?{sp}(?P<close>\))?{sp}$"
     )
 
 
@@ -107,6 +110,8 @@ def _parse_text(text: str, decimal: str) -> Decimal:
     match = _PATTERNS[decimal].match(text)
     if match is None or not (match["whole"] or match["frac"]) or bool(match["open"]) != bool(match["close"]):
         raise ValueError(amount_problem(text, decimal))
+    if sum(bool(match[name]) for name in ("sign", "sign2", "open")) > 1:
+        raise ValueError(f"{_shown(text)} is marked negative twice; write one minus sign or parentheses")
     whole = re.sub(r"[^0-9]", "", match["whole"] or "0")
     frac = match["frac"] or ""
     if len(whole.lstrip("0")) > MAX_INTEGER_DIGITS:
@@ -138,6 +143,10 @@ def amount_problem(text: str, decimal: str = ".") -> str:
             return (f"{shown} has a comma that is not a thousands separator; if the file uses a decimal comma, "
                     f"pass {option_hint('decimal_comma')}")
         return f"{shown} has a point that is not a thousands separator (the file is read with a decimal comma)"
+    if text.count(decimal) > 1:
+        word = "point" if decimal == "." else "comma"
+        hint = f"; if the file writes thousands with points, pass {option_hint('decimal_comma')}" if decimal == "." else ""
+        return f"{shown} has more than one decimal {word}{hint}"
     frac = re.search(re.escape(decimal) + r"([0-9]+)\s*\)?\s*$", text)
     if frac and len(frac.group(1)) > 2:
         return f"{shown} has more than 2 decimals"
@@ -232,14 +241,19 @@ def _integer_cents(values: pd.Series) -> tuple[pd.Series, pd.Series]:
 
 def _decimal_cents(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     array = pa.array(values)
+    too_large = pc.fill_null(pc.greater_equal(pc.abs(array.cast(pa.float64())), float(MAX_AMOUNT)), False)
+    if pc.any(too_large).as_py():  # refused like any other too-large amount, never wrapped by a cast
+        array = pc.if_else(too_large, pa.scalar(None, array.type), array)
     # 34 digits leave room for the ×100 (Arrow adds the factor's precision, and 38 is the most decimal128 holds)
     scaled = pc.multiply(array.cast(pa.decimal128(34, array.type.scale)), pa.scalar(100, pa.decimal128(3, 0)))
     whole = pc.cast(pc.round(scaled, 0), pa.decimal128(38, 0))
     exact = pc.equal(pc.cast(scaled, pa.decimal128(38, array.type.scale + 2)), pc.cast(whole, pa.decimal128(38, array.type.scale + 2)))
-    cents = pc.cast(whole, pa.int64(), safe=False).to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+    cents = pc.cast(whole, pa.int64()).to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
     bad = ~pd.Series(exact.to_pandas(), index=values.index).fillna(True).astype(bool)
     cents = pd.Series(cents.to_numpy(), index=values.index, dtype="Int64").where(~bad)
-    return cents, pd.Series(np.where(bad, "has more than 2 decimals", ""), index=values.index, dtype=object)
+    problems = np.where(bad, "has more than 2 decimals", "").astype(object)
+    problems[np.asarray(too_large, dtype=bool)] = "is too large"
+    return cents, pd.Series(problems, index=values.index, dtype=object)
 
 
 def _all_bad(values: pd.Series, problem: str) -> tuple[pd.Series, pd.Series]:
@@ -267,9 +281,9 @@ def _mixed_cents(values: pd.Series, decimal: str) -> tuple[pd.Series, pd.Series]
 
 _FAST = {  # (pattern, characters to drop before the cast): the shapes nearly every export uses, matched by a DFA
     ".": [(r"^-?[0-9]{1,13}(\.[0-9]{1,2})?$", None),
-          (r"^(-?\$?|\$-)[0-9]{1,3}(,[0-9]{3}){0,4}(\.[0-9]{1,2})?$", r"[$,]")],
+          (r"^(-?\$?|\$-)[0-9]{1,3}(,[0-9]{3}){0,3}(\.[0-9]{1,2})?$", r"[$,]")],  # up to 12 digits; longer: the grammar
     ",": [(r"^-?[0-9]{1,13}(,[0-9]{1,2})?$", None),
-          (r"^(-?\$?|\$-)[0-9]{1,3}([. ][0-9]{3}){0,4}(,[0-9]{1,2})?$", r"[$. ]")],
+          (r"^(-?\$?|\$-)[0-9]{1,3}([. ][0-9]{3}){0,3}(,[0-9]{1,2})?$", r"[$. ]")],
 }
 
 
@@ -333,7 +347,9 @@ def _nonempty(array: pa.Array) -> pa.Array:
 def _text_ok(parts: pa.StructArray, whole_text: pa.Array, frac: pa.Array) -> pa.Array:
     matched = pc.is_valid(parts)
     has_digits = pc.or_(pc.not_equal(whole_text, ""), pc.not_equal(frac, ""))
-    balanced = pc.equal(pc.is_valid(_nonempty(parts.field("open"))), pc.is_valid(_nonempty(parts.field("close"))))
+    marks = [pc.cast(pc.is_valid(_nonempty(parts.field(name))), pa.int8()) for name in ("sign", "sign2", "open")]
+    balanced = pc.and_(pc.equal(pc.is_valid(_nonempty(parts.field("open"))), pc.is_valid(_nonempty(parts.field("close")))),
+                       pc.less_equal(pc.add(pc.add(marks[0], marks[1]), marks[2]), 1))  # one way of saying negative
     not_too_large = pc.less_equal(pc.utf8_length(pc.utf8_ltrim(whole_text, "0")), MAX_INTEGER_DIGITS)
     cents_only = pc.match_substring_regex(pc.utf8_slice_codeunits(frac, 2, 1 << 30), r"^0*$")
     ok = pc.and_(pc.and_(matched, has_digits), pc.and_(pc.and_(balanced, not_too_large), cents_only))

@@ -23,13 +23,15 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import pandas as pd
+import pyarrow as pa
 
 from .client import BackdClient
-from .config import TOOL_VERSION, Account, current_user
-from .errors import AuthenticationError, BackdError, InputError, NotFoundError, PlanError
+from .config import TOOL_VERSION, Account, ApprovalPolicy, current_user
+from .errors import ApprovalError, AuthenticationError, BackdError, InputError, NotFoundError, PlanError
 from .journal import Evidence, Journal
 from .locking import CHICAGO
 from .models import MONEY_DTYPE, Order, format_money
+from .money import parse_amount
 from .operations import ALREADY_DONE, DRIFTED, INVALID, OPERATIONS, PLANNED, Operation, OrderState, RowInput, Verdict, validate_frame
 from .reads import as_id_list, fetch_orders
 from .tables import read_table, write_csv
@@ -45,6 +47,7 @@ __all__ = [
     "make_plan",
     "plan_sentence",
     "request_key",
+    "same_person",
     "summarize_outcomes",
     "verify_plan",
 ]
@@ -68,9 +71,24 @@ class Approval:
     approved_at: str
 
 
+def same_person(a: str | None, b: str | None) -> bool:
+    """Names compared as people mean them: "Ana " and "ana" are one person (four eyes need two).
+
+    Examples
+    --------
+    >>> same_person("Ana ", "ana"), same_person("ana", "maria")
+    (True, False)
+    """
+    return (a or "").strip().casefold() == (b or "").strip().casefold()
+
+
 @dataclass(frozen=True)
 class PlanInfo:
-    """A plan's identity and provenance (``frame.attrs["backd_plan"]``); ``approvals`` are not part of its hash."""
+    """A plan's identity and provenance (``frame.attrs["backd_plan"]``).
+
+    The maker and the approval policy in force when it was made are part of its hash; ``approvals`` are not
+    (they are recorded in the file for people, and counted from the journal).
+    """
 
     plan_id: str
     operation: str
@@ -83,8 +101,15 @@ class PlanInfo:
     resend: bool = False
     source: str | None = None
     undo_of: str | None = None
+    approvers_required: int = 0
+    four_eyes_above: str | None = None
     tool_version: str = TOOL_VERSION
     approvals: tuple[Approval, ...] = field(default=())
+
+    @property
+    def policy(self) -> ApprovalPolicy:
+        """The approval policy in force when the plan was made (execution applies the stricter of it and its own)."""
+        return ApprovalPolicy(self.approvers_required, Decimal(self.four_eyes_above) if self.four_eyes_above else None)
 
     @property
     def account(self) -> Account:
@@ -120,10 +145,17 @@ def make_plan(client: BackdClient, operation: str | Operation, frame: FrameLike 
     orders = _read_orders(client, rows, max_workers=max_workers, progress=progress)
     verdicts = [_plan_row(op, row, orders.get(row.backd_order_id), evidence.get(row.backd_order_id, []), moment, resend)
                 for row in rows]
-    info = PlanInfo("", op.name, client.environment, client.account.base_url, client.public_key,
-                    created_at=moment.astimezone(timezone.utc).isoformat(timespec="seconds"), created_by=current_user(),
-                    decimal=decimal, resend=resend, source=Path(source).name if source else None)
+    info = new_info(client, op.name, moment, decimal=decimal, resend=resend, source=Path(source).name if source else None)
     return build_plan(op, rows, verdicts, info)
+
+
+def new_info(client: BackdClient, operation: str, moment: datetime, **details: Any) -> PlanInfo:
+    """A plan's provenance: its account, maker, time and the approval policy in force now."""
+    policy = ApprovalPolicy.from_env()
+    return PlanInfo("", operation, client.environment, client.account.base_url, client.public_key,
+                    created_at=moment.astimezone(timezone.utc).isoformat(timespec="seconds"), created_by=current_user(),
+                    approvers_required=policy.approvers_required,
+                    four_eyes_above=None if policy.four_eyes_above is None else str(policy.four_eyes_above), **details)
 
 
 def input_frame(frame: FrameLike | Sequence[str]) -> pd.DataFrame:
@@ -251,11 +283,14 @@ def _money_or_none(value: Any) -> Decimal | None:
 
 
 def _saved_money(value: Any) -> Decimal | None:
-    """A saved plan's "12.50" back as money (only what save_plan wrote: two-place decimals)."""
+    """A saved plan's "12.50" back as money (only what save_plan writes: two-place decimals under 1e13)."""
+    if value is None or (isinstance(value, float) and value != value):  # null in the file; a frame may hold it as NaN
+        return None
     try:
-        return Decimal(value) if isinstance(value, str) and value else None
-    except ArithmeticError:
-        raise PlanError(f"the plan file has {value!r} where an amount belongs") from None
+        amount = parse_amount(str(value), allow_negative=True)
+    except ValueError as exc:
+        raise PlanError(f"the plan file has {str(value)[:40]!r} where an amount belongs ({exc})") from None
+    return amount
 
 
 def attach_info(frame: pd.DataFrame, info: PlanInfo) -> pd.DataFrame:
@@ -265,13 +300,17 @@ def attach_info(frame: pd.DataFrame, info: PlanInfo) -> pd.DataFrame:
 
 
 def compute_plan_id(frame: pd.DataFrame, info: PlanInfo) -> str:
-    """SHA-256 over the operation, the account and every row's content (not messages, approvals or time made)."""
+    """SHA-256 over the operation, the account, the maker, the policy and every row's content and message.
+
+    Not in it: approvals (added later) and the time it was made (the same plan made twice is one plan).
+    """
     op = OPERATIONS[info.operation]
-    columns = [*op.columns, "outcome", "amount", "locked_at", *STATE_COLUMNS]
-    rows = [[_canonical(label), *(_canonical(v) for v in values)]
+    columns = [*op.columns, "outcome", "message", "amount", "locked_at", *STATE_COLUMNS]
+    rows = [[str(label), *(_canonical(v) for v in values)]
             for label, values in zip(frame.index, frame[columns].itertuples(index=False, name=None))]
     payload = {"format": FORMAT, "operation": op.name, "environment": info.environment, "base_url": info.base_url,
-               "public_key": info.public_key, "resend": info.resend, "undo_of": info.undo_of, "columns": columns, "rows": rows}
+               "public_key": info.public_key, "created_by": info.created_by, "resend": info.resend, "undo_of": info.undo_of,
+               "policy": [info.approvers_required, info.four_eyes_above], "columns": columns, "rows": rows}
     return hashlib.sha256(json.dumps(payload, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -281,7 +320,8 @@ def _canonical(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, datetime):
-        return pd.Timestamp(value).tz_convert("UTC").isoformat()
+        stamp = pd.Timestamp(value)
+        return (stamp.tz_convert("UTC") if stamp.tzinfo else stamp).isoformat()
     return str(value)
 
 
@@ -298,11 +338,25 @@ def verify_plan(plan: pd.DataFrame) -> PlanInfo:
     if not isinstance(info, PlanInfo):
         raise PlanError("this is not a plan made by backd_ops (no plan information): make one with refund_orders(...) "
                         "or load a saved one with load_plan(path)")
-    actual = compute_plan_id(plan, info)
+    try:
+        actual = compute_plan_id(plan, info)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise PlanError(f"this is not a complete plan ({exc}); make one with refund_orders(...) or load_plan(path)") from None
     if actual != info.plan_id or not plan["plan_id"].eq(info.plan_id).all():
         raise PlanError(f"this frame is no longer plan {info.plan_id[:12]}: its rows or values were changed after it was made "
                         "(filtered, edited or re-ordered). Make a new plan from the corrected input; nothing was sent")
+    _check_consistent(plan, info)
     return info
+
+
+def _check_consistent(plan: pd.DataFrame, info: PlanInfo) -> None:
+    """What every plan we make satisfies; a hand-made one (re-hashed) that does not is refused."""
+    planned = plan[plan["outcome"] == PLANNED]
+    repeated = planned["backd_order_id"][planned["backd_order_id"].duplicated()]
+    if len(repeated):
+        raise PlanError(f"plan {info.plan_id[:12]} plans order {repeated.iloc[0]} more than once; one action per order per plan")
+    if info.operation == "refund" and not planned["refund_amount"].eq(planned["amount"]).all():
+        raise PlanError(f"plan {info.plan_id[:12]}: a planned refund's amount differs from its refund_amount")
 
 
 def save_plan(plan: pd.DataFrame, path: str | Path) -> Path:
@@ -316,6 +370,7 @@ def save_plan(plan: pd.DataFrame, path: str | Path) -> Path:
 
 
 def _json_label(label: Any) -> Any:
+    """Labels are hashed as text; integers stay integers in the file so a loaded plan keeps its row numbers."""
     return int(label) if pd.api.types.is_integer(label) else str(label)
 
 
@@ -326,11 +381,14 @@ def _summary(plan: pd.DataFrame) -> dict[str, Any]:
 
 
 def _write_atomically(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(handle, "w", encoding="utf-8") as out:
-        out.write(text)
-    os.replace(temporary, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(temporary, path)
+    except OSError as exc:
+        raise InputError(f"cannot write the plan to {path}: {exc.strerror or exc}") from None
     return path
 
 
@@ -357,32 +415,41 @@ def load_plan(path: str | Path) -> pd.DataFrame:
                                                             "locked_at", *STATE_COLUMNS])
     except (KeyError, TypeError, ValueError) as exc:
         raise PlanError(f"{path}: the plan file is incomplete ({exc})") from None
-    for column in (*op.amounts, "amount", *_STATE_MONEY):
-        frame[column] = [_saved_money(v) for v in frame[column]]
-    frame = typed_plan_frame(frame.set_index("row"), op)
+    try:
+        for column in (*op.amounts, "amount", *_STATE_MONEY):
+            frame[column] = [_saved_money(v) for v in frame[column]]
+        frame = typed_plan_frame(frame.set_index("row"), op)
+    except (ValueError, TypeError, ArithmeticError, pa.ArrowException) as exc:
+        raise PlanError(f"{path}: the plan file has a value that is not what backd_ops writes ({str(exc)[:200]})") from None
     verify_plan(attach_info(frame, info))
     return frame
 
 
 def approve_plan(plan_or_path: pd.DataFrame | str | Path, approved_by: str, *, journal: Journal | str | Path | None = None,
                  at: datetime | None = None) -> pd.DataFrame:
-    """Record that ``approved_by`` approved this exact plan (in the plan file if given a path, and in the journal).
+    """Record that ``approved_by`` approved this exact plan, in the journal (what execution counts) and in the plan
+    file if given a path (what people read).
 
-    Returns the approved plan. An edited plan cannot be approved; approving again is harmless.
+    ``approved_by`` must be the person running this (``$BACKD_OPS_USER``, else the OS user): an approval is
+    given, not entered on someone's behalf. An edited plan cannot be approved; approving again is harmless.
 
     Examples
     --------
     >>> approved = approve_plan("refund-plan.json", approved_by="maria@finance")   # doctest: +SKIP
     """
-    if not str(approved_by or "").strip():
+    name = str(approved_by or "").strip()
+    if not name:
         raise InputError("approved_by must name the approver")
+    if not same_person(name, current_user()):
+        raise ApprovalError(f"you are {current_user()!r}: an approval is given by the person running this, so approve as "
+                            f"yourself (or set BACKD_OPS_USER to the name you sign with); nothing was recorded")
     plan = load_plan(plan_or_path) if isinstance(plan_or_path, (str, Path)) else plan_or_path.copy()
     info = verify_plan(plan)
     stamp = (at or datetime.now(timezone.utc)).astimezone(timezone.utc).isoformat(timespec="seconds")
-    if approved_by not in info.approved_by():
-        info = replace(info, approvals=(*info.approvals, Approval(approved_by.strip(), stamp)))
+    if not any(same_person(name, given) for given in info.approved_by()):
+        info = replace(info, approvals=(*info.approvals, Approval(name, stamp)))
     plan.attrs[PLAN_ATTR] = info
-    record_plan(plan, journal, approvals=info.approvals)
+    record_plan(plan, journal, approvals=[a for a in info.approvals if same_person(a.approved_by, name)])
     if isinstance(plan_or_path, (str, Path)):
         save_plan(plan, plan_or_path)
     return plan
@@ -422,6 +489,10 @@ def plan_sentence(plan: pd.DataFrame, operation: str | None = None, *, now: date
         text += _replacement_text(planned, total)
         if planned["locked_at"].notna().any():
             text += f", locks at {_when(planned['locked_at'].min(), now)}"
+    if isinstance(info, PlanInfo) and info.undo_of and count:
+        staying = int(planned["message"].str.contains("stays declined", regex=False).sum())
+        if staying:
+            text += f" ({staying} of them replaced an earlier request, which stays declined)"
     skipped = plan.loc[plan["outcome"] != PLANNED, "outcome"].astype(str).value_counts()
     if len(skipped):
         text += ". Not sent: " + ", ".join(f"{n} {o.replace('_', ' ')}" for o, n in skipped.items())

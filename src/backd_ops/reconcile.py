@@ -406,9 +406,21 @@ class Reconciliation:
         current = self.changes.current[self.changes.current["change"] == "new"].assign(change="new")
         resolved = self.changes.resolved.assign(change="resolved since last run")
         both = pd.concat([current, resolved], ignore_index=True)
-        return pd.DataFrame({"change": both["change"], "kind": both["kind"], "order": both["order_key"],
-                             "ledger_value": both["ledger_value"], "backd_value": both["backd_value"],
-                             "at_stake": _to_money(both["at_stake_cents"])})
+        table = pd.DataFrame({"change": both["change"], "kind": both["kind"].map(lambda k: KINDS[k].label), "order": both["order_key"],
+                              "ledger_value": both["ledger_value"], "backd_value": both["backd_value"],
+                              "at_stake": _to_money(both["at_stake_cents"])})
+        text = ["change", "kind", "order", "ledger_value", "backd_value"]
+        table[text] = table[text].astype(object).where(table[text].notna(), "")
+        return table
+
+    def changes_sentence(self) -> str:
+        """What changed since the last run, in one sentence."""
+        if self.changes is None:
+            return "Findings are not tracked across runs (reconcile with findings=True)."
+        counts, previous = self.changes.counts, self.changes.previous_run_id
+        since = f"since run {previous}" if previous else "(the first tracked run)"
+        return (f"{counts['new']:,} new, {counts['open']:,} still open ({counts['open_values_changed']:,} with changed values), "
+                f"{counts['resolved']:,} resolved {since}.")
 
     def to_excel(self, path: str | Path) -> Path:
         """One workbook for a controller: About this run, summary, changes, discrepancies, suggestions; numbers as numbers."""
@@ -426,6 +438,16 @@ class Reconciliation:
                                         headline=self.headline(), summary=report.summary_for_people(self.summary),
                                         discrepancies=report.discrepancies_for_people(self.discrepancies, self._findings),
                                         changes=self._changes_for_report(), charts=self.charts())
+
+    def findings_table(self, rows: int = 50) -> pd.DataFrame:
+        """The most severe findings as people read them: labels, money as money, no missing markers.
+
+        Examples
+        --------
+        >>> rec.findings_table(20)                  # doctest: +SKIP
+        """
+        top = self.discrepancies.head(rows)
+        return report.discrepancies_for_people(top, self._findings.head(rows))
 
     def headline(self) -> dict[str, str]:
         """The few numbers a controller reads first, labelled for people."""

@@ -8,20 +8,20 @@ re-checked for drift, journaled. Refunds that cannot be undone any more are list
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
 
 from .client import BackdClient
-from .config import current_user
 from .errors import InputError, PlanAccountError
 from .journal import Journal
 from .locking import CHICAGO
 from .models import Order
-from .operations import INVALID, OPERATIONS, OrderState, RowInput, Verdict, plan_undo_refund
-from .plans import PlanInfo, build_plan
+from .models import format_money
+from .operations import INVALID, OPERATIONS, PLANNED, OrderState, RowInput, Verdict, plan_undo_refund
+from .plans import build_plan, new_info
 from .reads import fetch_orders
 
 __all__ = ["undo_run"]
@@ -49,9 +49,7 @@ def undo_run(client: BackdClient, run_id: str, *, journal: Journal | str | Path 
     batch = fetch_orders(client, [r.backd_order_id for r in rows], max_workers=max_workers, progress=progress)
     moment = (now or datetime.now(CHICAGO)).astimezone(CHICAGO)
     verdicts = [_undo_verdict(row, batch.orders.get(row.backd_order_id), amounts[row.position], run_id, moment) for row in rows]
-    info = PlanInfo("", "delete_refund", client.environment, client.account.base_url, client.public_key,
-                    created_at=moment.astimezone(timezone.utc).isoformat(timespec="seconds"), created_by=current_user(),
-                    source=f"undo of run {run_id}", undo_of=run_id)
+    info = new_info(client, "delete_refund", moment, source=f"undo of run {run_id}", undo_of=run_id)
     return build_plan(OPERATIONS["delete_refund"], rows, verdicts, info)
 
 
@@ -72,16 +70,25 @@ def _created_refunds(book: Journal, client: BackdClient, run_id: str) -> tuple[l
         request = json.loads(action.request or "{}")
         values = {"backd_order_id": action.backd_order_id, "merchant_order_id": request.get("merchant_order_id")}
         rows.append(RowInput(position, _label(action.row_label), values))
-        amounts[position] = Decimal(action.amount)
+        amounts[position] = (Decimal(action.amount), _decimal(getattr(action, "replaced_amount", None)))
     return rows, amounts
+
+
+def _decimal(text: str | None) -> Decimal | None:
+    return Decimal(text) if isinstance(text, str) and text else None
 
 
 def _label(text: str | None) -> object:
     return int(text) if text is not None and text.lstrip("-").isdigit() else text
 
 
-def _undo_verdict(row: RowInput, read: Order | Exception | None, amount: Decimal, run_id: str, now: datetime) -> Verdict:
+def _undo_verdict(row: RowInput, read: Order | Exception | None, amounts: tuple[Decimal, Decimal | None], run_id: str,
+                  now: datetime) -> Verdict:
     if not isinstance(read, Order):
         return Verdict(INVALID, f"row {row.label}: could not read the order ({read}); not undone", "backd_order_id")
+    amount, replaced = amounts
     verdict = plan_undo_refund(row.values, read, now, row.label, amount_set=amount, set_by=run_id)
-    return Verdict(verdict.outcome, verdict.message, verdict.column, verdict.amount, verdict.locked_at, OrderState.of(read))
+    message = verdict.message
+    if verdict.outcome == PLANNED and replaced is not None:
+        message += f"; the {format_money(replaced)} request it replaced stays declined (refund it again if it should stand)"
+    return Verdict(verdict.outcome, message, verdict.column, verdict.amount, verdict.locked_at, OrderState.of(read))

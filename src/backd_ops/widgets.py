@@ -114,6 +114,8 @@ class BulkRunPanel:
         self.approval = w.HTML()
         self.confirm = w.Text(placeholder="type the confirmation shown above", description="Confirm", disabled=True)
         self.execute_button = w.Button(description="Execute", button_style="danger", icon="play", disabled=True)
+        self.production = w.Checkbox(value=False, description="I confirm this moves money in PRODUCTION",
+                                     layout=w.Layout(display="flex" if self.client.is_production else "none"))
         # Progress bars are captured by the frontend (``with self.progress``); results are appended from the
         # kernel. Mixing both in one Output widget races, and the frontend can drop what the kernel appended.
         self.progress, self.plan_output, self.result_output = w.Output(), w.Output(), w.Output()
@@ -123,7 +125,7 @@ class BulkRunPanel:
         account = self.client.account
         title = w.HTML(f"<b>Bulk {self.operation}</b> on {account.describe()} ({account.base_url})")
         self.widget = w.VBox([title, w.HBox([self.path, self.upload]), self.plan_button, self.plan_output, self.approval,
-                              w.HBox([self.confirm, self.execute_button]), self.progress, self.result_output])
+                              w.HBox([self.confirm, self.execute_button]), self.production, self.progress, self.result_output])
 
     def _ipython_display_(self) -> None:
         display(self.widget)
@@ -133,12 +135,16 @@ class BulkRunPanel:
         """Read the input and make the plan (a real dry run); shows it, its summary and the rows that need attention."""
         self.plan_output.outputs = self.progress.outputs = ()
         self._reset_approval()
-        try:
-            source = self._read_input()
-            with self.progress:
-                plan = make_plan(self.client, self.operation, source, journal=self.journal_path, max_workers=self.max_workers)
-        except BackdError as exc:
-            _show(self.plan_output, HTML(f"<b>No plan:</b> {_escape(exc)}"))
+        plan, error = None, None
+        # In a kernel, Output.__exit__ swallows exceptions: catch them inside, or a refusal would pass unseen.
+        with self.progress:
+            try:
+                plan = make_plan(self.client, self.operation, self._read_input(), journal=self.journal_path,
+                                 max_workers=self.max_workers)
+            except Exception as exc:  # noqa: BLE001 - shown in the panel: a file that cannot be read, a refusal
+                error = exc
+        if plan is None:
+            _show(self.plan_output, HTML(f"<b>No plan:</b> {_escape(error)}"))
             return None
         return self._show_plan(plan)
 
@@ -164,12 +170,17 @@ class BulkRunPanel:
         try:
             self.execute_button.disabled = self.confirm.disabled = True
             self.result_output.outputs = self.progress.outputs = ()
-            with self.progress:
-                self.result = execute_plan(self.client, self.plan, approved_by=current_user(), journal=self.journal_path,
-                                           max_workers=self.max_workers)
-            self._show_result(self.result)
-        except BackdError as exc:
-            _show(self.result_output, HTML(f"<b>Not executed:</b> {_escape(exc)}"))
+            self.result, error = None, None
+            with self.progress:  # catch inside: in a kernel, Output.__exit__ would swallow a refusal
+                try:
+                    self.result = execute_plan(self.client, self.plan, approved_by=current_user(), journal=self.journal_path,
+                                               max_workers=self.max_workers, confirm_production=self.production.value)
+                except Exception as exc:  # noqa: BLE001 - a refusal (or a bug) is shown; the old result is not
+                    error = exc
+            if error is not None:
+                _show(self.result_output, HTML(f"<b>Not executed, nothing was sent:</b> {_escape(error)}"))
+            else:
+                self._show_result(self.result)
         finally:
             self.confirm.value = ""
             self._lock.release()
