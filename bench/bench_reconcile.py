@@ -1,26 +1,27 @@
-"""Benchmark the reconciliation's comparison step: 1,000,000 ledger rows × 1,000,000 Backd orders.
+"""Benchmark the reconciliation at scale: N ledger rows × N Backd orders, offline (no HTTP), one process.
 
-    python bench/bench_reconcile.py [--rows 1000000]
+    python bench/bench_reconcile.py                 # 1,000,000 and 10,000,000 rows, ledger as a float frame and as CSV
+    python bench/bench_reconcile.py --rows 1000000  # one size
+    python bench/bench_reconcile.py --track         # also the changes-since-last-run step on a 1,000,000-row store
 
-Builds both frames in memory (vectorised, seeded), then times ``reconcile(ledger, orders)`` (the
-comparison, offline: no HTTP) and ``load_ledger`` on the raw ledger separately, and reports the process's
-peak RSS. Target (issue #4): comparison ≤ 3 s and ≤ 2 GB peak on 2 cores.
+Each case runs in a fresh child process (so peak RSS is its own) and times ``reconcile(ledger, orders)``
+end to end: loading and validating the ledger (exact cents), the comparison, the findings. Targets
+(issues 11 and 12): 1,000,000 × 1,000,000 ≤ 3 s; 10,000,000 × 10,000,000 ≤ 30 s and ≤ 8 GB peak; the tracked
+changes step on 1,000,000 store rows and a 1,000,000-row night adds ≤ 2 s.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import resource
+import tempfile
 import time
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
-from backd_ops.ledger import load_ledger
-from backd_ops.locking import CHICAGO
-from backd_ops.models import cents_to_money
-from backd_ops.reconcile import reconcile
 
 STATUSES = np.array(["order_placed", "order_confirmed", "order_canceled", "refund", "terms_selected"])
 MERCHANT = {"order_placed": "pending", "order_confirmed": "shipped", "order_canceled": "cancelled", "refund": "refunded",
@@ -28,53 +29,102 @@ MERCHANT = {"order_placed": "pending", "order_confirmed": "shipped", "order_canc
 
 
 def build(n: int, seed: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A ledger (float money, as a DataFrame from a spreadsheet) and Backd's orders, with 0.1% planted mismatches."""
+    from backd_ops.locking import CHICAGO
+    from backd_ops.models import cents_to_money
+
     rng = np.random.default_rng(seed)
-    ids = pd.Series(np.char.add("BO-", np.arange(n).astype(str)), dtype="string")
-    merchant = pd.Series(np.char.add("M-", np.arange(n).astype(str)), dtype="string")
+    ids = pd.Series(np.char.add("BO-", np.arange(n).astype(str)), dtype="string[pyarrow]")
+    merchant = pd.Series(np.char.add("M-", np.arange(n).astype(str)), dtype="string[pyarrow]")
     total = rng.integers(1_000, 5_000_000, n)
     refunded = np.where(rng.random(n) < 0.1, total // 4, 0)
     status = STATUSES[rng.integers(0, len(STATUSES), n)]
     now = datetime(2026, 4, 14, 9, 0, tzinfo=CHICAGO)
     created = pd.Series(pd.Timestamp(now) - pd.to_timedelta(rng.integers(0, 30 * 86400, n), unit="s"))
-    locks = pd.Series(pd.NaT, index=range(n), dtype="datetime64[ns, America/Chicago]")
     active = rng.random(n) < 0.05
-    locks[active] = pd.Timestamp(now + timedelta(hours=8))
+    locks = pd.Series(np.where(active, pd.Timestamp(now + timedelta(hours=8)).value, np.iinfo(np.int64).min)).astype("datetime64[ns]")
     orders = pd.DataFrame({
-        "backd_order_id": ids, "merchant_order_id": merchant, "status": pd.Series(status, dtype="string"),
+        "backd_order_id": ids, "merchant_order_id": merchant, "status": pd.Series(status, dtype="string[pyarrow]"),
         "order_total": cents_to_money(total), "refunded_amount": cents_to_money(refunded),
         "active_refund_amount": cents_to_money(np.where(active, refunded, np.nan)),
-        "create_date": created.dt.tz_convert(CHICAGO), "active_refund_locked_at": locks, "error": pd.Series(pd.NA, index=range(n), dtype="string"),
+        "create_date": created.dt.tz_convert(CHICAGO), "active_refund_locked_at": locks.dt.tz_localize("UTC").dt.tz_convert(CHICAGO),
+        "error": pd.Series(pd.NA, index=range(n), dtype="string[pyarrow]"),
     })
     ledger_total = total.copy()
-    ledger_total[rng.integers(0, n, n // 1000)] += 500  # 0.1% planted total mismatches
+    ledger_total[rng.integers(0, n, n // 1000)] += 500
     ledger = pd.DataFrame({"merchant_order_id": merchant, "backd_order_id": ids,
-                           "status": pd.Series(status, dtype="string").map(MERCHANT),
-                           "order_total": pd.Series(ledger_total / 100, dtype="float64"),
-                           "refunded_amount": pd.Series(refunded / 100, dtype="float64")})
+                           "status": pd.Series(status).map(MERCHANT).astype("string[pyarrow]"),
+                           "order_total": ledger_total / 100, "refunded_amount": refunded / 100})
     return ledger, orders
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    args = parser.parse_args()
-    ledger_raw, orders = build(args.rows)
-    started = time.perf_counter()
-    ledger = load_ledger(ledger_raw)
-    load_s = time.perf_counter() - started
-    del ledger_raw
+def _case(n: int, form: str, queue: mp.Queue) -> None:
+    from backd_ops.locking import CHICAGO
+    from backd_ops.reconcile import reconcile
+
+    ledger, orders = build(n)
+    source: object = ledger
+    if form == "csv":
+        path = Path(tempfile.mkdtemp()) / "ledger.csv"
+        ledger.to_csv(path, index=False, float_format="%.2f")
+        source, ledger = path, None
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    as_of = datetime(2026, 4, 14, 9, 0, tzinfo=CHICAGO)
     started = time.perf_counter()
-    rec = reconcile(ledger, orders, as_of=as_of)
-    findings = rec.discrepancies
-    compare_s = time.perf_counter() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"reconcile comparison, {args.rows:,} ledger rows x {len(orders):,} orders: {compare_s:.2f} s "
-          f"({len(findings):,} findings)")
-    print(f"load_ledger (validation, exact cents) on {args.rows:,} rows: {load_s:.2f} s")
-    print(f"peak RSS: {peak_mb:,.0f} MB (before the comparison: {rss_before:,.0f} MB)")
-    print(rec.summary[["findings"]].T.to_string())
+    rec = reconcile(source, orders, as_of=datetime(2026, 4, 14, 9, 0, tzinfo=CHICAGO), progress=False)
+    findings = len(rec.discrepancies)
+    elapsed = time.perf_counter() - started
+    queue.put({"rows": n, "form": form, "seconds": elapsed, "findings": findings,
+               "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "before_mb": rss_before})
+
+
+def _track(n: int, queue: mp.Queue) -> None:
+    from backd_ops.config import Account
+    from backd_ops.findings import FindingsStore
+    from backd_ops.locking import CHICAGO
+
+    rng = np.random.default_rng(3)
+    def night(seed: int) -> pd.DataFrame:
+        keys = pd.Series(np.char.add("BO-", rng.permutation(int(n * 1.05))[:n].astype(str)), dtype="string")
+        return pd.DataFrame({"order_key": keys, "kind": "order_total_mismatch", "backd_order_id": keys, "merchant_order_id": "M",
+                             "ledger_value": "10.00", "backd_value": pd.Series(rng.integers(0, 3, n)).astype(str),
+                             "difference_cents": pd.array(rng.integers(0, 500, n), dtype="Int64"),
+                             "at_stake_cents": pd.array(rng.integers(0, 500, n), dtype="Int64")})
+    store = FindingsStore(tempfile.mkdtemp())
+    account = Account("sandbox", "http://127.0.0.1:1/v1/backd/bnpl/api", "pk_bench")
+    moment = datetime(2026, 4, 14, 2, 0, tzinfo=CHICAGO)
+    store.track(account, night(1), run_id="night-1", as_of=moment)
+    tonight = night(2)
+    started = time.perf_counter()
+    changes = store.track(account, tonight, run_id="night-2", as_of=moment + timedelta(days=1))
+    queue.put({"rows": n, "form": "track", "seconds": time.perf_counter() - started, "findings": changes.counts,
+               "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "before_mb": 0})
+
+
+def run(target, *args) -> dict:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, queue))
+    proc.start()
+    result = queue.get(timeout=3600)
+    proc.join()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, action="append")
+    parser.add_argument("--forms", default="frame,csv")
+    parser.add_argument("--track", action="store_true")
+    args = parser.parse_args()
+    sizes = args.rows or [1_000_000, 10_000_000]
+    for n in sizes:
+        for form in args.forms.split(","):
+            r = run(_case, n, form)
+            print(f"reconcile {r['rows']:>11,} x {r['rows']:,} ledger as {r['form']:5s}: {r['seconds']:6.2f} s, "
+                  f"{r['findings']:,} findings, peak RSS {r['peak_mb']:,.0f} MB (data built: {r['before_mb']:,.0f} MB)", flush=True)
+    if args.track:
+        r = run(_track, 1_000_000)
+        print(f"changes since last run, 1,000,000 store rows x 1,000,000 tonight: {r['seconds']:.2f} s {r['findings']}")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ def own_stores(monkeypatch, tmp_path_factory):
     home = tmp_path_factory.mktemp("backd_ops_home")
     monkeypatch.setenv("BACKD_OPS_JOURNAL", str(home / "journal.sqlite"))
     monkeypatch.setenv("BACKD_OPS_FINDINGS", str(home / "findings"))
+    monkeypatch.setenv("BACKD_OPS_ORDERS", str(home / "orders"))
 
 
 @pytest.fixture

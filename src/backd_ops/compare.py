@@ -17,6 +17,8 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .locking import CHICAGO
 from .models import OrderStatus
@@ -47,6 +49,8 @@ KINDS: dict[str, Kind] = {
                                        "correct merchant_order_id in the ledger (or in Backd with update_order)"),
     "stale_order_placed": Kind("medium", "Waiting in order_placed", "confirm_orders or cancel_orders: it has waited too long"),
     "unverifiable": Kind("low", "No Backd id in ledger", "add the backd_order_id to the ledger: Backd has no lookup by merchant id"),
+    "store_drifted": Kind("medium", "Order store was out of date",
+                          "none for the order: tonight's read replaced the stale copy; the next runs audit more orders"),
 }
 SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2}
 TIME_KINDS = ("stale_order_placed", "refund_locks_soon")
@@ -59,7 +63,7 @@ ORDER_SIDE = ["backd_order_id", "merchant_order_id", "status", "order_total_cent
 
 
 def compare(ledger: pd.DataFrame, orders: pd.DataFrame, *, tolerance_cents: int, as_of: datetime, stale_days: float,
-            lock_window_hours: float, check_missing_in_ledger: bool) -> pd.DataFrame:
+            lock_window_hours: float, check_missing_in_ledger: bool, store_drift: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every finding, most severe and most money first (columns :data:`FINDING_COLUMNS` plus ``severity``).
 
     ``ledger`` is a loaded ledger (``load_ledger``); ``orders`` a loaded snapshot (``load_snapshot``, ids unique).
@@ -83,23 +87,46 @@ def compare(ledger: pd.DataFrame, orders: pd.DataFrame, *, tolerance_cents: int,
     ]
     if check_missing_in_ledger:
         parts.append(_missing_in_ledger(ledger, orders))
+    if store_drift is not None and len(store_drift):
+        drift = merged[["backd_order_id"]].merge(store_drift, on="backd_order_id", how="left")
+        parts.append(_finding("store_drifted", merged, pd.Series(drift["live"].notna().to_numpy(), index=merged.index),
+                              ledger_value=pd.Series(drift["stored"].to_numpy(), index=merged.index),
+                              backd_value=pd.Series(drift["live"].to_numpy(), index=merged.index)))
     findings = pd.concat([p for p in parts if not p.empty] or [_empty()], ignore_index=True)
     return _ordered(_count_once(findings))
 
 
 def _merge(ledger: pd.DataFrame, orders: pd.DataFrame) -> pd.DataFrame:
-    side = orders.reindex(columns=ORDER_SIDE)
-    rows = ledger.reset_index(drop=False).rename(columns={ledger.index.name or "index": "row"})
-    if "row" not in rows.columns:
-        rows = rows.rename(columns={rows.columns[0]: "row"})
+    """Ledger rows with their order's columns beside them (``_backd`` where names meet): a left join done as an Arrow
+    hash lookup and a gather, since the snapshot's ids are unique, not as a pandas merge of string keys."""
+    rows = ledger.reset_index(drop=False)
+    rows = rows.rename(columns={rows.columns[0]: "row"})
     rows.insert(0, "pos", np.arange(len(rows)))
-    return rows.merge(side, on="backd_order_id", how="left", suffixes=("", "_backd"), indicator=True)  # snapshot ids are unique
+    ids = _arrow_text(rows["backd_order_id"])
+    at = pc.index_in(ids, value_set=_arrow_text(orders["backd_order_id"]))
+    found = np.asarray(pc.is_valid(at), dtype=bool)
+    where = np.asarray(pc.fill_null(at, 0), dtype=np.int64)
+    side = orders.reindex(columns=ORDER_SIDE)
+    if side.empty:  # nothing to gather from: every column missing, every row left alone
+        side = pd.concat([side, pd.DataFrame({c: [None] for c in ORDER_SIDE}).astype(side.dtypes.to_dict())], ignore_index=True)
+    for column in ORDER_SIDE[1:]:
+        values = side[column].take(where).reset_index(drop=True)
+        name = f"{column}_backd" if column in rows.columns else column
+        rows[name] = values.where(found) if not found.all() else values
+    rows["_merge"] = np.where(found, "both", "left_only")
+    rows["_id_code"] = np.asarray(pc.fill_null(pc.dictionary_encode(ids).indices, -1))  # integer ids for duplicates
+    return rows
 
 
 def _duplicates(merged: pd.DataFrame, has_id: pd.Series) -> pd.DataFrame:
     """Every row of a duplicated order is a finding; the money at stake is the excess: every copy after the first."""
-    duplicated = has_id & merged["backd_order_id"].duplicated(keep=False)
-    excess = has_id & merged["backd_order_id"].duplicated(keep="first")
+    codes = merged["_id_code"].to_numpy()
+    counts = np.bincount(codes[codes >= 0], minlength=max(int(codes.max()) + 1 if len(codes) else 0, 1))
+    duplicated = has_id & pd.Series(np.where(codes >= 0, counts[np.maximum(codes, 0)] > 1, False), index=merged.index)
+    first_seen = np.zeros(len(codes), dtype=bool)
+    if len(codes):
+        first_seen[np.unique(codes, return_index=True)[1]] = True
+    excess = duplicated & ~pd.Series(first_seen, index=merged.index)
     exposure = merged["order_total_cents"].where(excess, 0)
     return _finding("duplicate_in_ledger", merged, duplicated, ledger_value=merged["backd_order_id"], exposure=exposure)
 
@@ -131,13 +158,13 @@ def _time_findings(merged: pd.DataFrame, found: pd.Series, as_of: datetime, stal
     placed, created = _aware(merged["placed_date"]), _aware(merged["create_date"])
     since = placed.fillna(created)
     stale = found & (merged["status_backd"] == OrderStatus.PLACED).fillna(False) & (since < pd.Timestamp(as_of - timedelta(days=stale_days))).fillna(False)
-    word = pd.Series(np.where(placed.notna(), "placed", "created"), index=merged.index)
+    word = pd.Series(np.where(placed.notna(), "placed ", "created "), index=merged.index)
     lock_at = merged["active_refund_locked_at"]
     window_end = pd.Timestamp(as_of + timedelta(hours=lock_window_hours))
     locks_soon = found & lock_at.notna() & (lock_at > pd.Timestamp(as_of)) & (lock_at <= window_end)
-    since_text = word + " " + since.dt.tz_convert(CHICAGO).dt.strftime("%Y-%m-%d").fillna("")
+    since_text = lambda m: word[m.index] + _strftime(m, "%Y-%m-%d")  # noqa: E731 - formatted on finding rows only
     return [
-        _finding("stale_order_placed", merged, stale, backd_value=since_text, exposure=merged["order_total_cents_backd"]),
+        _finding("stale_order_placed", merged, stale, backd_value=since, exposure=merged["order_total_cents_backd"], show=since_text),
         _finding("refund_locks_soon", merged, locks_soon.fillna(False), ledger_value=merged["active_refund_amount_cents"],
                  backd_value=lock_at, exposure=merged["active_refund_amount_cents"], show=_refund_lock_text),
     ]
@@ -148,7 +175,8 @@ def _aware(values: pd.Series) -> pd.Series:
 
 
 def _missing_in_ledger(ledger: pd.DataFrame, orders: pd.DataFrame) -> pd.DataFrame:
-    known = orders["error"].isna() & ~orders["backd_order_id"].isin(ledger["backd_order_id"].dropna())
+    in_ledger = pc.is_in(_arrow_text(orders["backd_order_id"]), value_set=_arrow_text(ledger["backd_order_id"].dropna()))
+    known = orders["error"].isna() & ~pd.Series(np.asarray(pc.fill_null(in_ledger, False)), index=orders.index)
     missing = orders[known]
     if missing.empty:
         return pd.DataFrame()
@@ -212,8 +240,20 @@ def _ordered(findings: pd.DataFrame) -> pd.DataFrame:
 def _refund_lock_text(values: pd.Series) -> pd.Series:
     """Cents → '12.50', lock times → 'locks 2026-04-14 17:00 CDT' (used for refund_locks_soon's two columns)."""
     if isinstance(values.dtype, pd.DatetimeTZDtype):
-        return values.dt.strftime("locks %Y-%m-%d %H:%M %Z")
+        return "locks " + _strftime(values, "%Y-%m-%d %H:%M %Z")
     return money_text(values)
+
+
+def _strftime(values: pd.Series, pattern: str) -> pd.Series:
+    """Chicago wall-time text of aware timestamps, through Arrow (pandas' strftime formats row by row)."""
+    local = pd.to_datetime(values, utc=True).dt.tz_convert(CHICAGO)
+    array = pa.array(local.array, from_pandas=True)
+    return pd.Series(pc.strftime(array, format=pattern).to_pandas(), index=values.index).fillna("")
+
+
+def _arrow_text(values: pd.Series) -> pa.Array:
+    array = pa.array(values.astype("string").array)
+    return (array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array).cast(pa.string())
 
 
 def money_text(cents: pd.Series) -> pd.Series:

@@ -157,6 +157,20 @@ class Account:
     def describe(self) -> str:
         return f"{self.environment} at {self.host}, key {self.key_hint}"
 
+    @property
+    def slug(self) -> str:
+        """A folder name for this account's stores: readable (environment, host, key hint) and unique (a hash).
+
+        Examples
+        --------
+        >>> Account("sandbox", "http://127.0.0.1:8765/v1/backd/bnpl/api", "pk_sandbox_demo").slug
+        'sandbox-127.0.0.1_8765-demo-61c34e6bc2'
+        """
+        import hashlib
+
+        readable = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{self.environment}-{self.host}-{self.public_key[-4:]}")
+        return f"{readable}-{hashlib.sha256(self.key.encode()).hexdigest()[:10]}"
+
 
 @dataclass(frozen=True)
 class ApprovalPolicy:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import re
 import sqlite3
 import tempfile
 from contextlib import contextmanager
@@ -83,11 +82,8 @@ class FindingsStore:
         return f"FindingsStore({str(self.path)!r})"
 
     def folder(self, account: Account) -> Path:
-        """The account's folder: readable (environment, host, key hint) and unique (a hash of the whole identity)."""
-        import hashlib
-
-        readable = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{account.environment}-{account.host}-{account.public_key[-4:]}")
-        return self.path / f"{readable}-{hashlib.sha256(account.key.encode()).hexdigest()[:10]}"
+        """The account's folder (named as every store names it: :attr:`Account.slug`)."""
+        return self.path / account.slug
 
     # -- a night ------------------------------------------------------------------------------------------------
     def track(self, account: Account, findings: pd.DataFrame, *, run_id: str, as_of: datetime) -> Changes:
@@ -131,6 +127,11 @@ class FindingsStore:
             open_kinds = sorted(state.loc[(state["order_key"] == order_key) & (state["status"] == "open"), "kind"])
             raise InputError(f"no open {kind} finding for {order_key}" + (f"; its open findings: {', '.join(open_kinds)}" if open_kinds else ""))
         self.annotate(account, order_key, kind, note=note, status=status, owner=owner, fingerprint=int(match["fingerprint"].iloc[0]))
+
+    def open_ids(self, account: Account) -> list[str]:
+        """The backd_order_ids with an open finding (they are read live however final they look)."""
+        state = self._state(self.folder(account))
+        return state.loc[(state["status"] == "open") & state["backd_order_id"].notna(), "backd_order_id"].astype(str).unique().tolist()
 
     def open_findings(self, account: Account) -> pd.DataFrame:
         """Every open finding of the account as the last run left it, with its note."""

@@ -241,6 +241,8 @@ def _integer_cents(values: pd.Series) -> tuple[pd.Series, pd.Series]:
 
 def _decimal_cents(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     array = pa.array(values)
+    if array.type.scale == 2 and isinstance(array, pa.Array) and array.type.precision <= 18:
+        return _scale2_cents(array, values.index)
     too_large = pc.fill_null(pc.greater_equal(pc.abs(array.cast(pa.float64())), float(MAX_AMOUNT)), False)
     if pc.any(too_large).as_py():  # refused like any other too-large amount, never wrapped by a cast
         array = pc.if_else(too_large, pa.scalar(None, array.type), array)
@@ -254,6 +256,14 @@ def _decimal_cents(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     problems = np.where(bad, "has more than 2 decimals", "").astype(object)
     problems[np.asarray(too_large, dtype=bool)] = "is too large"
     return cents, pd.Series(problems, index=values.index, dtype=object)
+
+
+def _scale2_cents(array: pa.Array, index: pd.Index) -> tuple[pd.Series, pd.Series]:
+    """A two-place decimal column stores cents already: its unscaled 128-bit integers (low words, precision ≤ 18)."""
+    words = np.frombuffer(array.buffers()[1], dtype=np.int64)[2 * array.offset: 2 * (array.offset + len(array))]
+    valid = np.asarray(array.is_valid(), dtype=bool)
+    cents = pd.arrays.IntegerArray(words[::2].copy(), ~valid)
+    return pd.Series(cents, index=index), pd.Series("", index=index, dtype=object)
 
 
 def _all_bad(values: pd.Series, problem: str) -> tuple[pd.Series, pd.Series]:

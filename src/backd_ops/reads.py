@@ -16,6 +16,7 @@ from .config import DEFAULT_MAX_WORKERS
 from .errors import BackdError, InputError
 from .models import Order
 from .orders_frame import OrderBatch
+from .orderstore import OrderStore, default_order_store
 from .progress import progress_bar
 
 __all__ = ["as_id_list", "concurrently", "fetch_orders", "find_orders", "read_order"]
@@ -25,8 +26,10 @@ R = TypeVar("R")
 
 
 def fetch_orders(client: BackdClient, backd_order_ids: Iterable[str], *, max_workers: int | None = None,
-                 progress: bool | str = True) -> OrderBatch:
+                 progress: bool | str = True, store: OrderStore | bool = True) -> OrderBatch:
     """Read orders concurrently: an :class:`OrderBatch` with ``.frame()``, ``.refunds()`` and ``.items()``.
+
+    Every order read is kept in the order store (``store``: the default one, another, or False for none).
 
     Examples
     --------
@@ -37,7 +40,11 @@ def fetch_orders(client: BackdClient, backd_order_ids: Iterable[str], *, max_wor
     unique = list(dict.fromkeys(i for i in requested if i))
     results = concurrently(lambda order_id: read_order(client, order_id), unique, max_workers=max_workers,
                            progress=progress, desc="find_orders")
-    return OrderBatch(requested, dict(zip(unique, results)))
+    batch = OrderBatch(requested, dict(zip(unique, results)))
+    keeper = default_order_store() if store is True else (store or None)
+    if keeper is not None and unique:
+        keeper.record(client.account, OrderBatch(unique, batch.orders).frame())
+    return batch
 
 
 def find_orders(client: BackdClient, backd_order_ids: Iterable[str], *, max_workers: int | None = None,

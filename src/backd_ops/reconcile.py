@@ -27,13 +27,14 @@ from . import report
 from .client import BackdClient
 from .compare import KINDS, MONEY_KINDS, SEVERITY_ORDER, TIME_KINDS, compare
 from .config import TOOL_VERSION, Account, current_user
-from .errors import AuthenticationError, BackdError, InputError, NetworkError, RateLimitError, ServerError
+from .errors import InputError
 from .findings import ANNOTATION_STATUSES, Changes, FindingsStore
 from .ledger import load_ledger
 from .locking import CHICAGO
 from .models import OrderStatus, cents_to_money
 from .money import to_cents
-from .reads import fetch_orders
+from .orderstore import OrderStore, default_order_store
+from .refresh import AUDIT_SHARE, source_orders
 from .tables import read_table, write_csv
 
 __all__ = ["KINDS", "LedgerSource", "Reconciliation", "RunRecord", "load_snapshot", "reconcile"]
@@ -66,6 +67,8 @@ class RunRecord:
     orders_live: int
     orders_from_snapshot: int
     coverage: str
+    orders_from_store: int = 0
+    sourcing: str = ""
     run_by: str = field(default_factory=current_user)
     tool_version: str = TOOL_VERSION
     currency: str = CURRENCY
@@ -91,7 +94,9 @@ class RunRecord:
             "As of (UTC)": as_of.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
             "Currency": self.currency,
             "Orders read live from Backd": f"{self.orders_live:,}",
+            "Orders from the order store": f"{self.orders_from_store:,}",
             "Orders from a snapshot": f"{self.orders_from_snapshot:,}",
+            "How orders were read": self.sourcing,
             "Orders Backd has that the ledger lacks": self.coverage,
             "Parameters": ", ".join(f"{k}={v}" for k, v in self.parameters.items()),
             "Tool version": f"backd_ops {self.tool_version}",
@@ -123,12 +128,18 @@ def reconcile(
     progress: bool | str = True,
     findings: FindingsStore | str | Path | bool = False,
     run_id: str | None = None,
+    refresh: str = "all",
+    store: OrderStore | str | Path | bool = True,
+    audit_share: float = AUDIT_SHARE,
+    audit_seed: int | None = None,
 ) -> Reconciliation:
     """Compare the ledger with Backd: live with ``client``, or offline with a saved ``orders`` snapshot.
 
     Differences up to ``tolerance`` (in currency units, compared in exact cents) are not findings. ``as_of``
     must be timezone-aware (default: now). ``findings=True`` (or a store or its folder) tracks the findings
     across runs: ``rec.changes`` says what is new, still open and resolved since the last run.
+    ``refresh`` says which orders are read live (:mod:`backd_ops.refresh`): ``"all"``, ``"changed"`` (only what can
+    have changed, plus an audit sample of ``audit_share`` of the final ones) or ``"none"`` (the order store only).
 
     Examples
     --------
@@ -144,34 +155,35 @@ def reconcile(
         raise InputError("reconcile needs either client= (to read Backd) or orders= (a saved snapshot)")
     snapshot_account = snapshot_account_of(orders) if orders is not None and not isinstance(orders, pd.DataFrame) else None
     live = orders is None
+    tracker = _tracker(findings)
+    sourcing = None
     if live:
-        orders = read_live(client, typed["backd_order_id"].dropna().unique().tolist(), max_workers=max_workers, progress=progress)
+        keeper = default_order_store() if store is True else (OrderStore(store) if isinstance(store, (str, Path)) else store or None)
+        open_ids = tracker.open_ids(client.account) if tracker is not None else []
+        sourcing = source_orders(client, typed, refresh=refresh, store=keeper, open_finding_ids=open_ids, audit_share=audit_share,
+                                 audit_seed=audit_seed, max_workers=max_workers, progress=progress)
+        orders = sourcing.orders
     snapshot = load_snapshot(orders)
-    params = {"tolerance": str(tolerance), "stale_days": stale_days, "lock_window_hours": lock_window_hours}
+    params = {"tolerance": str(tolerance), "stale_days": stale_days, "lock_window_hours": lock_window_hours,
+              **({"refresh": refresh} if live else {})}
     found = compare(typed, snapshot, tolerance_cents=tolerance_cents, as_of=moment, stale_days=stale_days,
-                    lock_window_hours=lock_window_hours, check_missing_in_ledger=not live)
+                    lock_window_hours=lock_window_hours, check_missing_in_ledger=not live,
+                    store_drift=sourcing.drifted if sourcing is not None else None)
     account = client.account if client is not None else snapshot_account
     record = RunRecord(run_id or uuid.uuid4().hex[:8], account, source, moment, params,
-                       orders_live=len(snapshot) if live else 0, orders_from_snapshot=0 if live else len(snapshot),
-                       coverage=_coverage(live, snapshot))
+                       orders_live=sourcing.live if sourcing else 0, orders_from_snapshot=0 if live else len(snapshot),
+                       coverage=_coverage(live, snapshot), orders_from_store=sourcing.from_store if sourcing else 0,
+                       sourcing=sourcing.describe() if sourcing else "offline: a saved snapshot")
     rec = Reconciliation(typed, snapshot, found, record)
-    if findings is not False and findings is not None:
-        rec.track(findings)
+    if tracker is not None:
+        rec.track(tracker)
     return rec
 
 
-def read_live(client: BackdClient, ids: list[str], *, max_workers: int | None, progress: bool | str) -> pd.DataFrame:
-    """The ledger's orders from Backd; wrong keys or an unreachable Backd stop the run (they are not findings)."""
-    batch = fetch_orders(client, ids, max_workers=max_workers, progress=progress)
-    errors = [o for o in batch.orders.values() if isinstance(o, BackdError)]
-    auth = next((e for e in errors if isinstance(e, AuthenticationError)), None)
-    if auth is not None:
-        raise auth
-    unreachable = [e for e in errors if isinstance(e, (NetworkError, ServerError, RateLimitError))]
-    if ids and len(unreachable) == len(batch.orders):
-        raise NetworkError(f"Backd could not be reached for any of the {len(ids):,} orders ({unreachable[0].message}); "
-                           "nothing was compared", endpoint="find_order")
-    return batch.frame()
+def _tracker(findings: FindingsStore | str | Path | bool | None) -> FindingsStore | None:
+    if findings is False or findings is None:
+        return None
+    return findings if isinstance(findings, FindingsStore) else FindingsStore(None if findings is True else findings)
 
 
 def _check_parameters(as_of: datetime | None, tolerance: float | str, stale_days: float, lock_window_hours: float) -> tuple[datetime, int]:
@@ -199,8 +211,7 @@ def _coverage(live: bool, snapshot: pd.DataFrame) -> str:
 def ledger_source(ledger: pd.DataFrame | str | Path) -> LedgerSource:
     """Name, SHA-256 and rows of a ledger file (its bytes) or frame (its content)."""
     if isinstance(ledger, pd.DataFrame):
-        digest = hashlib.sha256(pd.util.hash_pandas_object(ledger, index=True).to_numpy().tobytes()).hexdigest()
-        return LedgerSource(str(ledger.attrs.get("source", "(in-memory DataFrame)")), digest, len(ledger))
+        return LedgerSource(str(ledger.attrs.get("source", "(in-memory DataFrame)")), _frame_digest(ledger), len(ledger))
     path = Path(ledger)
     if not path.is_file():
         raise InputError(f"no such ledger file: {path}")
@@ -209,6 +220,17 @@ def ledger_source(ledger: pd.DataFrame | str | Path) -> LedgerSource:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return LedgerSource(path.name, digest.hexdigest(), -1)
+
+
+def _frame_digest(frame: pd.DataFrame) -> str:
+    """SHA-256 of a frame's content as Arrow writes it (columnar and fast, unlike hashing row by row)."""
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(frame.astype({c: "string" for c in frame.columns if frame[c].dtype == object}), preserve_index=True)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return hashlib.sha256(memoryview(sink.getvalue())).hexdigest()
 
 
 def _is_loaded(ledger: Any) -> bool:
