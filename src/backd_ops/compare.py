@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .arrowtools import arrow_text, isin, positions
 from .locking import CHICAGO
 from .models import OrderStatus
 
@@ -102,10 +103,10 @@ def _merge(ledger: pd.DataFrame, orders: pd.DataFrame) -> pd.DataFrame:
     rows = ledger.reset_index(drop=False)
     rows = rows.rename(columns={rows.columns[0]: "row"})
     rows.insert(0, "pos", np.arange(len(rows)))
-    ids = _arrow_text(rows["backd_order_id"])
-    at = pc.index_in(ids, value_set=_arrow_text(orders["backd_order_id"]))
-    found = np.asarray(pc.is_valid(at), dtype=bool)
-    where = np.asarray(pc.fill_null(at, 0), dtype=np.int64)
+    ids = arrow_text(rows["backd_order_id"])
+    at = positions(rows["backd_order_id"], orders["backd_order_id"])
+    found = at >= 0
+    where = np.maximum(at, 0)
     side = orders.reindex(columns=ORDER_SIDE)
     if side.empty:  # nothing to gather from: every column missing, every row left alone
         side = pd.concat([side, pd.DataFrame({c: [None] for c in ORDER_SIDE}).astype(side.dtypes.to_dict())], ignore_index=True)
@@ -175,8 +176,7 @@ def _aware(values: pd.Series) -> pd.Series:
 
 
 def _missing_in_ledger(ledger: pd.DataFrame, orders: pd.DataFrame) -> pd.DataFrame:
-    in_ledger = pc.is_in(_arrow_text(orders["backd_order_id"]), value_set=_arrow_text(ledger["backd_order_id"].dropna()))
-    known = orders["error"].isna() & ~pd.Series(np.asarray(pc.fill_null(in_ledger, False)), index=orders.index)
+    known = orders["error"].isna() & ~pd.Series(isin(orders["backd_order_id"], ledger["backd_order_id"].dropna()), index=orders.index)
     missing = orders[known]
     if missing.empty:
         return pd.DataFrame()
@@ -251,9 +251,7 @@ def _strftime(values: pd.Series, pattern: str) -> pd.Series:
     return pd.Series(pc.strftime(array, format=pattern).to_pandas(), index=values.index).fillna("")
 
 
-def _arrow_text(values: pd.Series) -> pa.Array:
-    array = pa.array(values.astype("string").array)
-    return (array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array).cast(pa.string())
+
 
 
 def money_text(cents: pd.Series) -> pd.Series:

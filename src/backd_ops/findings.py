@@ -207,8 +207,10 @@ def _compare_nights(tonight: pd.DataFrame, state: pd.DataFrame, stamp: pd.Timest
         values_changed=was_open & (merged["fingerprint_before"] != merged["fingerprint"]),
     ).drop(columns=["fingerprint_before"])
     current["age_days"] = (stamp - current["first_seen"]).dt.total_seconds() / 86400
-    resolved = open_before[~open_before["key"].isin(tonight["key"])].assign(status="resolved", resolved_at=stamp)
-    kept = state[~state["key"].isin(tonight["key"]) & ~state["key"].isin(resolved["key"])]
+    tonight_keys = pd.Index(tonight["key"].to_numpy(dtype="uint64"))
+    resolved = open_before[~pd.Index(open_before["key"].to_numpy(dtype="uint64")).isin(tonight_keys)].assign(status="resolved", resolved_at=stamp)
+    keys = pd.Index(state["key"].to_numpy(dtype="uint64"))
+    kept = state[~keys.isin(tonight_keys) & ~keys.isin(pd.Index(resolved["key"].to_numpy(dtype="uint64")))]
     now_open = current.assign(status="open", last_seen=stamp, resolved_at=pd.NaT)[_STATE_COLUMNS]
     new_state = pd.concat([_typed_state(kept), _typed_state(resolved[_STATE_COLUMNS]), _typed_state(now_open)], ignore_index=True)
     return current, resolved.reset_index(drop=True), new_state

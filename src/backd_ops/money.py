@@ -241,8 +241,10 @@ def _integer_cents(values: pd.Series) -> tuple[pd.Series, pd.Series]:
 
 def _decimal_cents(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     array = pa.array(values)
-    if array.type.scale == 2 and isinstance(array, pa.Array) and array.type.precision <= 18:
-        return _scale2_cents(array, values.index)
+    if array.type.scale == 2 and isinstance(array, pa.Array):
+        fast = _scale2_cents(array, values.index)
+        if fast is not None:
+            return fast
     too_large = pc.fill_null(pc.greater_equal(pc.abs(array.cast(pa.float64())), float(MAX_AMOUNT)), False)
     if pc.any(too_large).as_py():  # refused like any other too-large amount, never wrapped by a cast
         array = pc.if_else(too_large, pa.scalar(None, array.type), array)
@@ -258,11 +260,16 @@ def _decimal_cents(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     return cents, pd.Series(problems, index=values.index, dtype=object)
 
 
-def _scale2_cents(array: pa.Array, index: pd.Index) -> tuple[pd.Series, pd.Series]:
-    """A two-place decimal column stores cents already: its unscaled 128-bit integers (low words, precision ≤ 18)."""
+def _scale2_cents(array: pa.Array, index: pd.Index) -> tuple[pd.Series, pd.Series] | None:
+    """A two-place decimal column stores cents already: its unscaled 128-bit integers. When every value fits a
+    64-bit integer under MAX_AMOUNT (the high word only extends the sign), those are the cents; else None."""
     words = np.frombuffer(array.buffers()[1], dtype=np.int64)[2 * array.offset: 2 * (array.offset + len(array))]
+    low, high = words[::2], words[1::2]
     valid = np.asarray(array.is_valid(), dtype=bool)
-    cents = pd.arrays.IntegerArray(words[::2].copy(), ~valid)
+    fits = (high == (low >> 63)) & (np.abs(low) < int(MAX_AMOUNT) * 100)
+    if not fits[valid].all():
+        return None
+    cents = pd.arrays.IntegerArray(low.copy(), ~valid)
     return pd.Series(cents, index=index), pd.Series("", index=index, dtype=object)
 
 

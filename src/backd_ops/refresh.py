@@ -25,6 +25,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
+from .arrowtools import isin
 from .client import BackdClient
 from .config import Account
 from .errors import AuthenticationError, BackdError, InputError, NetworkError, RateLimitError, ServerError
@@ -93,7 +94,7 @@ def source_orders(client: BackdClient, ledger: pd.DataFrame, *, refresh: str, st
     drifted = _drift(stored, live, audit_ids)
     _remember_ledger(store, account, fingerprints)
     _save_audit(store, account, audit_share, share, drifted_found=len(drifted) > 0)
-    kept = stored[~stored["backd_order_id"].isin(live["backd_order_id"])]
+    kept = stored[~isin(stored["backd_order_id"], live["backd_order_id"])]
     orders = pd.concat([kept, live], ignore_index=True) if len(kept) else live
     return Sourcing(orders, "changed", len(to_read | audit_ids), len(kept), _oldest(kept), share, seed, len(audit_ids), drifted)
 
@@ -121,7 +122,7 @@ def _selection(ids: list[str], stored: pd.DataFrame, fingerprints: pd.Series, pr
     """(orders to read because they can have changed or matter tonight, the audit sample of final ones)."""
     known = set(stored["backd_order_id"])
     final = set(stored.loc[stored["final"].astype(bool), "backd_order_id"])
-    changed_ledger = fingerprints.index[~fingerprints.index.isin(previous.index)].tolist()
+    changed_ledger = fingerprints.index[~isin(fingerprints.index, previous.index)].tolist()
     common = fingerprints.index.intersection(previous.index)
     changed_ledger += common[fingerprints[common].to_numpy() != previous[common].to_numpy()].tolist()
     to_read = {i for i in ids if i not in known or i not in final} | (set(changed_ledger) | open_ids) & set(ids)
@@ -133,8 +134,8 @@ def _selection(ids: list[str], stored: pd.DataFrame, fingerprints: pd.Series, pr
 def _drift(stored: pd.DataFrame, live: pd.DataFrame, audited: set[str]) -> pd.DataFrame:
     """The audited orders whose live read differs from what the store held: ``backd_order_id``, ``stored``, ``live``."""
     columns = [c for c in _AUDITED if c in stored.columns and c in live.columns]
-    before = stored[stored["backd_order_id"].isin(audited)].set_index("backd_order_id")[columns].astype("string")
-    after = live[live["backd_order_id"].isin(audited) & live["error"].isna()].set_index("backd_order_id")[columns].astype("string")
+    before = stored[isin(stored["backd_order_id"], audited)].set_index("backd_order_id")[columns].astype("string")
+    after = live[isin(live["backd_order_id"], audited) & live["error"].isna().to_numpy()].set_index("backd_order_id")[columns].astype("string")
     both = before.index.intersection(after.index)
     before, after = before.loc[both].fillna(""), after.loc[both].fillna("")
     differs = (before != after).any(axis=1)
@@ -165,7 +166,7 @@ def _remember_ledger(store: OrderStore, account: Account, fingerprints: pd.Serie
     folder.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame({"backd_order_id": fingerprints.index.astype(str), "fingerprint": fingerprints.to_numpy(dtype="uint64")})
     previous = _previous_ledger(store, account)
-    kept = previous[~previous.index.isin(fingerprints.index)]  # a partial ledger does not forget other orders
+    kept = previous[~isin(previous.index, fingerprints.index)]  # a partial ledger does not forget other orders
     if len(kept):
         frame = pd.concat([pd.DataFrame({"backd_order_id": kept.index.astype(str), "fingerprint": kept.to_numpy(dtype="uint64")}), frame])
     temporary = folder / ".ledger.parquet.tmp"
