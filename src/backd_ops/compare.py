@@ -219,7 +219,7 @@ def _count_once(findings: pd.DataFrame) -> pd.DataFrame:
     for column in ("exposure_cents", "difference_cents", "ledger_cents", "backd_cents"):
         findings[column] = pd.to_numeric(findings[column], errors="coerce").astype("Int64")
     order_key = findings["backd_order_id"].astype("string").fillna("merchant:" + findings["merchant_order_id"].astype("string"))
-    rank = findings["kind"].map({k: i for i, k in enumerate(KINDS)})
+    rank = pd.Categorical(findings["kind"], categories=list(KINDS)).codes
     exposure = findings["exposure_cents"].fillna(0)
     ranked = pd.DataFrame({"key": order_key, "exposure": -exposure, "rank": rank}).sort_values(["key", "exposure", "rank"], kind="stable")
     first = ~ranked["key"].duplicated(keep="first")
@@ -231,7 +231,9 @@ def _count_once(findings: pd.DataFrame) -> pd.DataFrame:
 
 
 def _ordered(findings: pd.DataFrame) -> pd.DataFrame:
-    findings["severity"] = pd.Categorical(findings["kind"].map(lambda k: KINDS[k].severity), categories=list(SEVERITY_ORDER), ordered=True)
+    findings["kind"] = pd.Categorical(findings["kind"], categories=list(KINDS))  # per-kind lookups on 11 values, not on every row
+    findings["severity"] = findings["kind"].map({k: v.severity for k, v in KINDS.items()}).astype(
+        pd.CategoricalDtype(list(SEVERITY_ORDER), ordered=True))
     findings["pos"] = pd.to_numeric(findings["pos"], errors="coerce").astype("Int64")
     findings = findings.sort_values(["severity", "exposure_cents", "pos"], ascending=[True, False, True], kind="stable", na_position="last")
     return findings.reset_index(drop=True)

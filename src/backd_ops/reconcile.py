@@ -21,9 +21,11 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import report
+from .arrowtools import arrow_text
 from .client import BackdClient
 from .compare import KINDS, MONEY_KINDS, SEVERITY_ORDER, TIME_KINDS, compare
 from .config import TOOL_VERSION, Account, current_user
@@ -250,6 +252,8 @@ def load_snapshot(orders: pd.DataFrame | str | Path) -> pd.DataFrame:
         frame[f"{money}_cents"] = to_cents(frame[money])[0] if money in frame.columns else missing
     for moment in ("create_date", "placed_date", "active_refund_locked_at"):
         frame[moment] = pd.to_datetime(frame[moment], utc=True).dt.tz_convert(CHICAGO) if moment in frame.columns else pd.NaT
+    if pc.count_distinct(arrow_text(frame["backd_order_id"])).as_py() == len(frame):
+        return frame.reset_index(drop=True)  # a find_orders frame or a saved snapshot: already one row per order
     return frame.drop_duplicates("backd_order_id", keep="last").reset_index(drop=True)
 
 
@@ -287,7 +291,7 @@ class Reconciliation:
         out = self._findings.copy()
         for cents in ("difference", "at_stake", "exposure"):
             out[cents] = _to_money(out[f"{cents}_cents"])
-        out["action"] = out["kind"].map(lambda k: KINDS[k].action).astype("string")
+        out["action"] = pd.Categorical(out["kind"], categories=list(KINDS)).map({k: v.action for k, v in KINDS.items()}).astype("string")
         for column in ("kind", "backd_order_id", "merchant_order_id", "ledger_value", "backd_value"):
             out[column] = out[column].astype("string")
         columns = DISCREPANCY_COLUMNS + ([c for c in TRACKED_COLUMNS if c in out.columns] if self.changes else [])
