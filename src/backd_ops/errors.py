@@ -41,6 +41,7 @@ __all__ = [
     "PlanAccountError",
     "PlanError",
     "option_hint",
+    "option_name",
     "set_option_style",
     "AuthenticationError",
     "BackdError",
@@ -70,6 +71,7 @@ _OPTIONS = {
     "resend": ("resend=True", "--resend"),
     "allow_partial": ("allow_partial=True", "--allow-partial"),
     "sheet": ("sheet=...", "--sheet"),
+    "status_map": ("status_map={'Their status': 'order_confirmed'}", "--status-map 'Their status=order_confirmed'"),
 }
 _option_style = {"style": "python"}
 _secrets: set[str] = set()
@@ -109,6 +111,17 @@ def option_hint(name: str) -> str:
     """
     python, cli = _OPTIONS[name]
     return cli if _option_style["style"] == "cli" else python
+
+
+def option_name(name: str) -> str:
+    """An option's bare name as the user in front of us spells it: ``column_map`` or ``--column-map``.
+
+    Examples
+    --------
+    >>> option_name("column_map")
+    'column_map'
+    """
+    return f"--{name.replace('_', '-')}" if _option_style["style"] == "cli" else name
 
 
 def redact(text: object) -> str:
