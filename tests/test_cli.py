@@ -49,7 +49,7 @@ def test_exit_codes(env_sandbox, tmp_path, monkeypatch, capsys):
     bad.write_text("backd_order_id\nBO-NOPE\n")
     assert main(["cancel", "--file", str(bad), "--progress", "off"]) == 1  # a row needs attention
     assert main(["refund", "--file", str(bad), "--progress", "off"]) == 2  # missing columns
-    assert "missing column merchant_order_id, refund_amount" in capsys.readouterr().err
+    assert "missing column refund_amount; the input has 1 column: 'backd_order_id'" in capsys.readouterr().err
     monkeypatch.setenv("BACKD_SECRET_KEY", "sk_wrong")
     assert main(["find", "BO-DEMO-000001", "--progress", "off"]) == 1  # the lookup failed: the row says so
     monkeypatch.setenv("BACKD_ENVIRONMENT", "production")

@@ -6,7 +6,8 @@ Our exception hierarchy::
     ├── ConfigurationError(ValueError)   missing/invalid keys, environment or URL
     │   └── PlanAccountError               a plan made for another environment, base URL or account
     ├── InputError(ValueError)           a frame or file that cannot be used at all (names row/column)
-    │   └── PlanError                      a plan file that is unreadable or was changed after it was made
+    │   ├── PlanError                      a plan file that is unreadable or was changed after it was made
+    │   └── PartialPlanError               execute asked for on an input with invalid rows, without allow_partial
     ├── ProductionGuardError             execute against production without the extra confirmation
     ├── ApprovalError                    the approval policy is not met for this plan
     ├── ConcurrentRunError               another process is executing the same plan right now
@@ -38,6 +39,7 @@ __all__ = [
     "APIError",
     "ApprovalError",
     "ConcurrentRunError",
+    "PartialPlanError",
     "PlanAccountError",
     "PlanError",
     "option_hint",
@@ -216,6 +218,14 @@ class ProductionGuardError(BackdError):
 
 class PlanError(InputError):
     """A plan file that cannot be read, or whose rows no longer hash to its ``plan_id`` (it was edited)."""
+
+
+class PartialPlanError(InputError):
+    """Executing would send only part of an input (some rows are invalid); ``plan`` is the plan, nothing was sent."""
+
+    def __init__(self, message: str = "", *, plan: object = None, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.plan = plan
 
 
 class PlanAccountError(ConfigurationError):

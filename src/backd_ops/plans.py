@@ -20,19 +20,33 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 
 from .client import BackdClient
+from .columns import ColumnMatch, describe_matches, parse_mapping
 from .config import TOOL_VERSION, Account, current_user
-from .errors import AuthenticationError, BackdError, InputError, NotFoundError, PlanError
+from .errors import AuthenticationError, BackdError, InputError, NotFoundError, PlanError, option_hint
 from .journal import Evidence, Journal
 from .locking import CHICAGO
 from .models import MONEY_DTYPE, Order, format_money
-from .operations import ALREADY_DONE, DRIFTED, INVALID, OPERATIONS, PLANNED, Operation, OrderState, RowInput, Verdict, validate_frame
+from .operations import (
+    ALREADY_DONE,
+    DRIFTED,
+    INVALID,
+    OPERATIONS,
+    PLANNED,
+    Operation,
+    OrderState,
+    RowInput,
+    Verdict,
+    fill_from_backd,
+    map_input,
+    validate_frame,
+)
 from .reads import as_id_list, fetch_orders
-from .tables import read_table, write_csv
+from .tables import TableSource, read_table, table_source, write_csv
 
 __all__ = [
     "OUTCOMES",
@@ -45,12 +59,14 @@ __all__ = [
     "make_plan",
     "plan_sentence",
     "request_key",
+    "result_sentence",
     "summarize_outcomes",
     "verify_plan",
 ]
 
 FORMAT = "backd_ops.plan/1"
 PLAN_ATTR = "backd_plan"
+RESULT_ATTR = "backd_result"
 OUTCOMES = ("planned", "done", "already_done", "drifted", "invalid", "failed", "uncertain")
 FAILED = "failed"
 STATE_COLUMNS = tuple(f"before_{name}" for name in OrderState.names())
@@ -85,6 +101,9 @@ class PlanInfo:
     undo_of: str | None = None
     tool_version: str = TOOL_VERSION
     approvals: tuple[Approval, ...] = field(default=())
+    table: TableSource | None = None
+    columns: tuple[ColumnMatch, ...] = ()
+    unused_columns: tuple[str, ...] = ()
 
     @property
     def account(self) -> Account:
@@ -97,39 +116,66 @@ class PlanInfo:
     def approved_by(self) -> list[str]:
         return [a.approved_by for a in self.approvals]
 
+    def describe_input(self) -> str:
+        """How the input was read and which header became which column, e.g. for the plan's header.
+
+        Examples
+        --------
+        >>> info = PlanInfo("", "refund", "sandbox", "http://h/api", "pk", "", "", table=TableSource("r.csv", "csv", ";"),
+        ...                 columns=(ColumnMatch("Order ID", "backd_order_id", "synonym"),))
+        >>> info.describe_input()
+        'r.csv: CSV, semicolon-separated. Columns: Order ID → backd_order_id; merchant_order_id from Backd'
+        """
+        parts = [self.table.describe()] if self.table is not None else []
+        if self.columns:
+            text = f"Columns: {describe_matches(self.columns, self.unused_columns)}"
+            if self.op.fills_merchant_id and "merchant_order_id" not in {m.column for m in self.columns}:
+                text += "; merchant_order_id from Backd"
+            parts.append(text)
+        return ". ".join(parts)
+
 
 # -- making a plan ---------------------------------------------------------------------------------------------------
 def make_plan(client: BackdClient, operation: str | Operation, frame: FrameLike | Sequence[str], *,
               journal: Journal | str | Path | None = None, max_workers: int | None = None, progress: bool | str = True,
-              now: datetime | None = None, decimal: str = ".", resend: bool = False) -> pd.DataFrame:
+              now: datetime | None = None, decimal: str = ".", resend: bool = False,
+              column_map: Mapping[str, str] | str | None = None, sheet: str | None = None) -> pd.DataFrame:
     """Validate the input, read every order, and plan each row: the dry run every bulk operation starts with.
 
-    The journal (if one exists) is read, never written: a row an earlier run did is ``already_done`` (naming
-    the run) where Backd shows it, and ``drifted`` where Backd no longer does (``resend=True`` plans it again).
+    ``frame`` is a DataFrame, a CSV/TSV/XLSX/Parquet path (``sheet`` picks an XLSX sheet) or a list of ids.
+    Headers are matched by name and common synonyms; ``column_map`` names the rest (see
+    :mod:`backd_ops.columns`). A blank ``merchant_order_id`` is taken from Backd's record where the operation
+    allows it, and a given one is checked against it. The journal (if one exists) is read, never written: a
+    row an earlier run did is ``already_done`` (naming the run) where Backd shows it, and ``drifted`` where
+    Backd no longer does (``resend=True`` plans it again).
 
     Examples
     --------
-    >>> plan = make_plan(client, "refund", "refunds.csv")        # doctest: +SKIP
-    >>> plan.backd.plan_id, plan.backd.sentence()                 # doctest: +SKIP
+    >>> plan = make_plan(client, "refund", "refunds.csv", column_map="Order #=backd_order_id")   # doctest: +SKIP
+    >>> plan.backd.plan_id, plan.backd.sentence(), plan.backd.info.describe_input()             # doctest: +SKIP
     """
     op = OPERATIONS[operation] if isinstance(operation, str) else operation
     source = str(frame) if isinstance(frame, (str, Path)) and _looks_like_path(str(frame)) else None
-    rows = validate_frame(input_frame(frame), op, decimal=decimal)
+    table = input_frame(frame, sheet=sheet, header_names=parse_mapping(column_map))
+    mapped = map_input(table, op, column_map=column_map)
+    rows = validate_frame(mapped.frame, op, decimal=decimal)
     moment = (now or datetime.now(CHICAGO)).astimezone(CHICAGO)
     evidence = _evidence(journal, client.account, op, rows)
     orders = _read_orders(client, rows, max_workers=max_workers, progress=progress)
+    rows = [fill_from_backd(op, row, read) if isinstance(read := orders.get(row.backd_order_id), Order) else row for row in rows]
     verdicts = [_plan_row(op, row, orders.get(row.backd_order_id), evidence.get(row.backd_order_id, []), moment, resend)
                 for row in rows]
     info = PlanInfo("", op.name, client.environment, client.account.base_url, client.public_key,
                     created_at=moment.astimezone(timezone.utc).isoformat(timespec="seconds"), created_by=current_user(),
-                    decimal=decimal, resend=resend, source=Path(source).name if source else None)
+                    decimal=decimal, resend=resend, source=Path(source).name if source else None, table=table_source(table),
+                    columns=mapped.matches, unused_columns=mapped.unused)
     return build_plan(op, rows, verdicts, info)
 
 
-def input_frame(frame: FrameLike | Sequence[str]) -> pd.DataFrame:
-    """A copy of the caller's frame, a file read with spreadsheet row numbers, or ids as one column."""
+def input_frame(frame: FrameLike | Sequence[str], *, sheet: str | None = None, header_names: Iterable[str] = ()) -> pd.DataFrame:
+    """A copy of the caller's frame, a file read with spreadsheet row numbers, or ids as one column (empty rows dropped)."""
     if isinstance(frame, (pd.DataFrame, Path)) or (isinstance(frame, str) and _looks_like_path(frame)):
-        return read_table(frame)
+        return read_table(frame, sheet=sheet, header_names=header_names)
     if isinstance(frame, pd.Series):
         return frame.to_frame(name="backd_order_id")
     return pd.DataFrame({"backd_order_id": as_id_list(frame)})
@@ -188,7 +234,7 @@ def _plan_row(op: Operation, row: RowInput, read: Order | BackdError | None, evi
             return replace(verdict, message=f"{verdict.message}; again: run {did.run_id} did this, and Backd no longer shows it")
         return replace(verdict, outcome=DRIFTED, message=(
             f"run {did.run_id} did this ({verdict.message}) on {_day(did.finished_at)}, but Backd no longer shows it "
-            f"(the order is {read.status}{_active_text(read)}); nothing will be sent. Plan again with resend=True to send it again"))
+            f"(the order is {read.status}{_active_text(read)}); so it is not sent. Plan again with {option_hint('resend')} to send it again"))
     return verdict
 
 
@@ -349,8 +395,11 @@ def load_plan(path: str | Path) -> pd.DataFrame:
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise PlanError(f"{path}: not a backd_ops plan file (format {FORMAT!r} expected)")
     try:
-        info = PlanInfo(**{k: document[k] for k in PlanInfo.__dataclass_fields__ if k in document and k != "approvals"},
-                        approvals=tuple(Approval(**a) for a in document.get("approvals", [])))
+        info = PlanInfo(**{k: document[k] for k in PlanInfo.__dataclass_fields__ if k in document and k not in _NESTED},
+                        approvals=tuple(Approval(**a) for a in document.get("approvals", [])),
+                        table=_saved_table(document.get("table")),
+                        columns=tuple(ColumnMatch(**m) for m in document.get("columns") or ()),
+                        unused_columns=tuple(document.get("unused_columns") or ()))
         op = info.op
         records = document["rows"]
         frame = pd.DataFrame.from_records(records, columns=["row", *op.columns, "outcome", "message", "column", "amount",
@@ -362,6 +411,13 @@ def load_plan(path: str | Path) -> pd.DataFrame:
     frame = typed_plan_frame(frame.set_index("row"), op)
     verify_plan(attach_info(frame, info))
     return frame
+
+
+_NESTED = ("approvals", "table", "columns", "unused_columns")
+
+
+def _saved_table(saved: dict | None) -> TableSource | None:
+    return None if not saved else TableSource(**{**saved, "skipped": tuple(saved.get("skipped") or ())})
 
 
 def approve_plan(plan_or_path: pd.DataFrame | str | Path, approved_by: str, *, journal: Journal | str | Path | None = None,
@@ -425,6 +481,31 @@ def plan_sentence(plan: pd.DataFrame, operation: str | None = None, *, now: date
     skipped = plan.loc[plan["outcome"] != PLANNED, "outcome"].astype(str).value_counts()
     if len(skipped):
         text += ". Not sent: " + ", ".join(f"{n} {o.replace('_', ' ')}" for o, n in skipped.items())
+    return text + "."
+
+
+def result_sentence(result: pd.DataFrame, operation: str | None = None) -> str:
+    """What executing did, in the past tense, in one sentence.
+
+    Examples
+    --------
+    >>> result_sentence(result)                  # doctest: +SKIP
+    'Refunded 4 orders, $60.00. Already done: 1. Not sent: 1 drifted, 2 invalid.'
+    """
+    info = result.attrs.get(PLAN_ATTR)
+    made = result.attrs.get(RESULT_ATTR, {}).get("operation") or (info.operation if isinstance(info, PlanInfo) else None)
+    op = OPERATIONS[operation or made or _guess_operation(result)]
+    outcomes = result["outcome"].astype(str)
+    done = result[outcomes == "done"]
+    text = f"{op.past} {len(done)} order{'' if len(done) == 1 else 's'}, {format_money(_total(done['amount']))}"
+    counts = outcomes.value_counts()
+    if counts.get("already_done"):
+        text += f". Already done: {counts['already_done']}"
+    not_sent = [f"{counts[o]} {o}" for o in ("drifted", "invalid", "failed") if counts.get(o)]
+    if not_sent:
+        text += ". Not sent: " + ", ".join(not_sent)
+    if counts.get("uncertain"):
+        text += f". Uncertain: {counts['uncertain']} (run the plan again to settle them)"
     return text + "."
 
 
