@@ -27,6 +27,7 @@ import pandas as pd
 from .client import BackdClient
 from .columns import ColumnMatch, describe_matches, parse_mapping
 from .config import TOOL_VERSION, Account, current_user
+from .display import as_plan_frame
 from .errors import AuthenticationError, BackdError, InputError, NotFoundError, PlanError, option_hint
 from .journal import Evidence, Journal
 from .locking import CHICAGO
@@ -126,7 +127,7 @@ class PlanInfo:
         >>> info.describe_input()
         'r.csv: CSV, semicolon-separated. Columns: Order ID → backd_order_id; merchant_order_id from Backd'
         """
-        parts = [self.table.describe()] if self.table is not None else []
+        parts = [self.table.describe()] if self.table is not None and self.table.format != "frame" else []
         if self.columns:
             text = f"Columns: {describe_matches(self.columns, self.unused_columns)}"
             if self.op.fills_merchant_id and "merchant_order_id" not in {m.column for m in self.columns}:
@@ -283,7 +284,7 @@ def typed_plan_frame(frame: pd.DataFrame, op: Operation) -> pd.DataFrame:
     frame["outcome"] = pd.Categorical(frame["outcome"], categories=OUTCOMES)
     text = [c for c in frame.columns if c in (*_TEXT_RESULT_COLUMNS, *op.columns, *STATE_COLUMNS)
             and c not in (*op.amounts, *_STATE_MONEY, "before_active_refund_locked_at")]
-    return frame.astype({c: "string" for c in text})
+    return as_plan_frame(frame.astype({c: "string" for c in text}))
 
 
 def _chicago(values: pd.Series) -> pd.arrays.DatetimeArray:
@@ -558,7 +559,7 @@ def summarize_outcomes(result: pd.DataFrame) -> pd.DataFrame:
     summary.loc["total"] = [int(summary["rows"].sum()), summary["amount"].sum()]
     summary["rows"] = summary["rows"].astype("int64")
     summary["amount"] = summary["amount"].astype(MONEY_DTYPE)
-    return summary
+    return as_plan_frame(summary)  # shown with money separators
 
 
 def needs_attention(result: pd.DataFrame) -> pd.DataFrame:
