@@ -16,7 +16,7 @@ def test_every_command_has_help():
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices  # noqa: SLF001 - argparse keeps them here
     assert set(commands) == {"sandbox", "find", "refund", "cancel", "confirm", "delete-refund", "update", "place",
-                             "approve", "execute", "undo", "reconcile", "journal", "run", "demo"}
+                             "approve", "execute", "undo", "reconcile", "journal", "run", "demo", "template"}
     for name in commands:
         with pytest.raises(SystemExit) as info:
             main([name, "--help"])

@@ -95,8 +95,9 @@ def test_fail_on_makes_the_run_exit_non_zero_after_saving(kernel_env, tmp_path, 
 
 def test_misspelt_parameter_is_an_error_not_a_warning(kernel_env, tmp_path, capsys):
     code = main(["run", "order_lookup", "-p", "order_idz", '["BO-DEMO-000001"]', "-p", "backend", "env", "--out", str(tmp_path)])
-    assert code == 1
+    assert code == 2  # refused before papermill: no executed notebook holds the misspelt name
     assert "did you mean 'order_ids'" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.ipynb"))
 
 
 def test_credentials_are_never_accepted_as_parameters(kernel_env, tmp_path, capsys):

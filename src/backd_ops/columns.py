@@ -33,11 +33,11 @@ __all__ = [
 ]
 
 SYNONYMS: dict[str, tuple[str, ...]] = {
-    "backd_order_id": ("Backd Order", "Backd Order ID", "Backd ID", "Backd Order Number", "Backd Order No", "Backd Ref",
-                       "Backd Reference", "Order ID", "BNPL Order ID"),
+    "backd_order_id": ("Order ID", "Backd Order", "Backd Order ID", "Backd ID", "Backd Order Number", "Backd Order No",
+                       "Backd Ref", "Backd Reference", "BNPL Order ID"),
     "merchant_order_id": ("Merchant Order", "Merchant Order ID", "Merchant Order Number", "Merchant Order No", "Merchant Ref",
                           "Merchant Reference"),
-    "refund_amount": ("Refund", "Refund Amount", "Refund Amt", "Amount", "Amount to Refund", "Refund Total"),
+    "refund_amount": ("Refund", "Refund Amount", "Amount", "Refund Amt", "Amount to Refund", "Refund Total"),
     "order_total": ("Order Total", "Total", "New Total", "New Order Total", "Order Amount", "Total Amount"),
     "cart_amount": ("Cart", "Cart Amount", "Subtotal", "Cart Subtotal"),
     "tax_amount": ("Tax", "Tax Amount", "Sales Tax"),

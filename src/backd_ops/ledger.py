@@ -18,10 +18,11 @@ from .errors import InputError
 from .ids import BACKD_ID_PATTERN, normalize_ids
 from .models import OrderStatus
 from .money import to_cents
-from .tables import read_table
+from .tables import SOURCE_ATTR, read_table, table_source
 
-__all__ = ["DEFAULT_STATUS_MAP", "LedgerError", "load_ledger", "to_cents"]
+__all__ = ["DEFAULT_STATUS_MAP", "LedgerError", "describe_ledger", "load_ledger", "template_frame", "to_cents"]
 
+COLUMNS_ATTR = "backd_columns"
 REQUIRED = ("merchant_order_id", "backd_order_id", "status", "order_total")
 OPTIONAL = ("refunded_amount", "order_date")
 DEFAULT_STATUS_MAP: dict[str, str] = {
@@ -58,13 +59,43 @@ def load_ledger(source: str | Path | pd.DataFrame, column_map: Mapping[str, str]
     --------
     >>> ledger = load_ledger("ledger.csv", column_map={"Order #": "merchant_order_id", "Total": "order_total"})  # doctest: +SKIP
     """
-    frame = map_columns(read_table(source, sheet=sheet, header_names=parse_mapping(column_map)), REQUIRED, OPTIONAL,
-                        column_map=column_map, what="the ledger").frame
+    table = read_table(source, sheet=sheet, header_names=parse_mapping(column_map))
+    mapped = map_columns(table, REQUIRED, OPTIONAL, column_map=column_map, what="the ledger")
     statuses = {k.strip().lower(): v for k, v in {**DEFAULT_STATUS_MAP, **parse_mapping(status_map, option="status_map")}.items()}
-    typed, problems = _typed_ledger(frame, statuses, decimal)
+    typed, problems = _typed_ledger(mapped.frame, statuses, decimal)
     if not problems.empty:
         raise LedgerError(problems)
+    typed.attrs = {SOURCE_ATTR: table.attrs.get(SOURCE_ATTR), COLUMNS_ATTR: mapped.describe()}
     return typed
+
+
+def describe_ledger(ledger: pd.DataFrame) -> str:
+    """How a loaded ledger was read and which header became which column.
+
+    Examples
+    --------
+    >>> describe_ledger(load_ledger(pd.DataFrame({"Order #": ["M-1"], "Backd ID": ["BO-1"], "Status": ["paid"], "Total": ["5"]}),
+    ...                             column_map="Order #=merchant_order_id"))
+    'columns: Order # → merchant_order_id, Backd ID → backd_order_id, Status → status, Total → order_total'
+    """
+    source = table_source(ledger)
+    parts = [source.describe()] if source.format != "frame" else []
+    if ledger.attrs.get(COLUMNS_ATTR):
+        parts.append(f"columns: {ledger.attrs[COLUMNS_ATTR]}")
+    return "; ".join(parts)
+
+
+def template_frame() -> pd.DataFrame:
+    """An example ledger: the required columns, then the optional ones.
+
+    Examples
+    --------
+    >>> list(template_frame().columns)
+    ['merchant_order_id', 'backd_order_id', 'status', 'order_total', 'refunded_amount', 'order_date']
+    """
+    return pd.DataFrame({"merchant_order_id": ["JKLMO4321", "JKLMO4322"], "backd_order_id": ["BO-20260416-0001", ""],
+                         "status": ["shipped", "pending"], "order_total": ["9,150.00", "120.00"], "refunded_amount": ["25.00", ""],
+                         "order_date": ["2026-04-16", "2026-04-17"]})
 
 
 def _typed_ledger(frame: pd.DataFrame, statuses: dict[str, str], decimal: str) -> tuple[pd.DataFrame, pd.DataFrame]:

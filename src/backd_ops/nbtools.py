@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +21,12 @@ from .config import Settings
 from .errors import ConfigurationError, FindingsError, InputError
 from .reconcile import KINDS
 
-__all__ = ["NOTEBOOK_PARAMETERS", "Session", "check_parameters", "open_session", "refuse_secret_parameters"]
+__all__ = ["NOTEBOOK_PARAMETERS", "Session", "check_parameters", "check_run_parameters", "open_session", "read_ids",
+           "refuse_secret_parameters"]
 
-_SECRET_WORDS = ("secret", "password", "token", "key", "auth")
+_SECRET_WORDS = ("secret", "password", "passwd", "token", "key", "auth", "credential", "private")
+_SECRET_KEY_WORDS = tuple(w for w in _SECRET_WORDS if w != "key")  # inside a value: a header "Order Key" is fine
+_SECRET_VALUE = re.compile(r"(?i)\bsk_[a-z0-9_\-]{4,}|\bbasic\s+[a-z0-9+/=]{8,}")
 
 
 @dataclass(frozen=True)
@@ -76,9 +80,12 @@ NOTEBOOK_PARAMETERS: dict[str, dict[str, Param]] = {
 def refuse_secret_parameters(names: list[str] | Mapping[str, Any]) -> None:
     """Refuse anything that looks like a credential: it would be stored in the executed notebook.
 
+    Names with a credential word, and (given a mapping) values that hold one: a key like ``sk_...``, a Basic
+    credential, the configured ``BACKD_SECRET_KEY``, or a nested name such as ``{"secret": ...}``.
+
     Examples
     --------
-    >>> refuse_secret_parameters(["ledger_path"])
+    >>> refuse_secret_parameters({"ledger_path": "ledger.csv"})
     >>> refuse_secret_parameters(["secret_key"])
     Traceback (most recent call last):
     ...
@@ -88,6 +95,51 @@ def refuse_secret_parameters(names: list[str] | Mapping[str, Any]) -> None:
         if any(word in name.lower() for word in _SECRET_WORDS):
             raise ConfigurationError(f"{name} looks like a credential: credentials come from the environment or .env, "
                                      "never from notebook parameters")
+    if isinstance(names, Mapping):
+        for name, value in names.items():
+            if _holds_secret(value, _configured_secrets()):
+                raise ConfigurationError(f"the value of {name} looks like a credential (a secret key or a name such as "
+                                         "'secret'): credentials come from the environment or .env, never from notebook parameters")
+
+
+def _holds_secret(value: Any, known: set[str]) -> bool:
+    if isinstance(value, Mapping):
+        return any(_holds_secret(str(k), known) or any(w in str(k).lower() for w in _SECRET_KEY_WORDS) or _holds_secret(v, known)
+                   for k, v in value.items())
+    if isinstance(value, (list, tuple, set)):
+        return any(_holds_secret(v, known) for v in value)
+    text = str(value)
+    return bool(_SECRET_VALUE.search(text)) or any(secret in text for secret in known)
+
+
+def _configured_secrets() -> set[str]:
+    """The secret key of the environment and .env (and its Basic form), if any."""
+    from dotenv import dotenv_values
+
+    found = {os.environ.get("BACKD_SECRET_KEY", ""), str(dotenv_values(".env").get("BACKD_SECRET_KEY") or "")}
+    return {s.strip() for s in found if s and len(s.strip()) >= 6}
+
+
+def check_run_parameters(notebook: str | Path, parameters: Mapping[str, Any]) -> None:
+    """Before papermill writes anything: no credential, and only names the notebook's ``parameters`` cell declares.
+
+    Examples
+    --------
+    >>> check_run_parameters("notebooks/order_lookup.ipynb", {"order_idz": []})   # doctest: +SKIP
+    Traceback (most recent call last):
+    ...
+    backd_ops.errors.InputError: unknown parameter 'order_idz' (did you mean 'order_ids'?); order_lookup takes: ...
+    """
+    import papermill as pm
+
+    refuse_secret_parameters(dict(parameters))
+    declared = list(pm.inspect_notebook(str(notebook)))
+    unknown = [name for name in parameters if name not in declared]
+    if unknown:
+        hints = [f"{n!r}" + (f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(n, declared, n=1)) else "")
+                 for n in unknown]
+        raise InputError(f"unknown parameter {', '.join(hints)}; {Path(notebook).stem} takes: {', '.join(declared)}. "
+                         "Nothing was run")
 
 
 def check_parameters(notebook: str, namespace: Mapping[str, Any], before: set[str]) -> dict[str, Any]:
@@ -205,6 +257,13 @@ def demo_bulk_input(session: Session, operation: str, *, rows: int = 8) -> pd.Da
         chosen = chosen[chosen["active_refund_locked_at"] > pd.Timestamp.now(tz="America/Chicago")]
     columns = ["backd_order_id"] if operation == "cancel" else ["backd_order_id", "merchant_order_id"]
     return chosen[columns].head(rows).reset_index(drop=True)
+
+
+def read_ids(path: str, *, sheet: str | None = None, column_map: Mapping[str, str] | None = None) -> list[str]:
+    """The ids in a file's ``backd_order_id`` column (its header matched as in bulk files: "Order ID", ...)."""
+    from .reads import read_ids as read
+
+    return read(path, sheet=sheet or None, column_map=column_map or None)
 
 
 def saved_plan(path: str, operation: str) -> pd.DataFrame:

@@ -24,7 +24,7 @@ from .models import AMOUNT_FIELDS, Order, OrderStatus, RefundStatus, format_mone
 from .money import parse_amount
 
 __all__ = ["OPERATIONS", "Operation", "OrderState", "RowInput", "Verdict", "columns_help", "describe_drift",
-           "fill_from_backd", "map_input", "validate_frame"]
+           "fill_from_backd", "map_input", "template_frame", "validate_frame"]
 
 PLANNED, ALREADY_DONE, INVALID, DRIFTED = "planned", "already_done", "invalid", "drifted"
 _COLUMN_ORDER = ("backd_order_id", "merchant_order_id", "refund_amount", *AMOUNT_FIELDS, "merchant_order_status")
@@ -428,6 +428,26 @@ OPERATIONS: dict[str, Operation] = {
         Operation("place", "order_placed", ("backd_order_id", "merchant_order_id"), plan=plan_place, verb="Place", past="Placed"),
     )
 }
+
+
+_EXAMPLE = {
+    "backd_order_id": ("BO-20260416-0001", "BO-20260416-0002"), "merchant_order_id": ("JKLMO4321", "JKLMO4322"),
+    "refund_amount": ("25.00", "1,250.50"), "order_total": ("9150.00", ""), "cart_amount": ("9000.00", ""),
+    "tax_amount": ("100.00", ""), "shipping_amount": ("50.00", ""), "discount_amount": ("0.00", ""),
+    "merchant_order_status": ("shipped", "processing"),
+}
+
+
+def template_frame(operation: Operation) -> pd.DataFrame:
+    """An example input for ``operation``: every column filled in the first row, only what is needed in the second.
+
+    Examples
+    --------
+    >>> template_frame(OPERATIONS["refund"]).to_dict("records")[1]
+    {'backd_order_id': 'BO-20260416-0002', 'merchant_order_id': '', 'refund_amount': '1,250.50'}
+    """
+    needed = set(operation.required) | ({"merchant_order_status"} if operation.name == "update" else set())
+    return pd.DataFrame({c: [_EXAMPLE[c][0], _EXAMPLE[c][1] if c in needed else ""] for c in operation.columns})
 
 
 def fill_from_backd(operation: Operation, row: RowInput, order: Order) -> RowInput:

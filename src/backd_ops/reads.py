@@ -7,18 +7,22 @@ order and an exception is returned in its item's place, never raised past the ot
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 import pandas as pd
 
 from .client import BackdClient
+from .columns import map_columns, parse_mapping
 from .config import DEFAULT_MAX_WORKERS
 from .errors import BackdError, InputError
+from .ids import normalize_ids
 from .models import Order
 from .orders_frame import OrderBatch
 from .progress import progress_bar
+from .tables import read_table
 
-__all__ = ["as_id_list", "concurrently", "fetch_orders", "find_orders", "read_order"]
+__all__ = ["as_id_list", "concurrently", "fetch_orders", "find_orders", "read_ids", "read_order"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -57,6 +61,24 @@ def read_order(client: BackdClient, backd_order_id: str) -> Order | BackdError:
         return client.find_order(backd_order_id)
     except (BackdError, ValueError) as exc:
         return exc if isinstance(exc, BackdError) else InputError(str(exc), backd_order_id=backd_order_id)
+
+
+def read_ids(source: str | Path | pd.DataFrame, *, sheet: str | None = None,
+             column_map: Mapping[str, str] | str | None = None) -> list[str]:
+    """The ids in a file's (or frame's) ``backd_order_id`` column, its header matched as in bulk files; blanks dropped.
+
+    Examples
+    --------
+    >>> read_ids(pd.DataFrame({"Order ID": [" BO-1 ", None, 7.0]}))
+    ['BO-1', '7']
+    """
+    frame = read_table(source, sheet=sheet, header_names=parse_mapping(column_map))
+    column = map_columns(frame, ["backd_order_id"], column_map=column_map, what="the id file").frame["backd_order_id"]
+    ids, problems = normalize_ids(column)
+    bad = problems[problems != ""]
+    if len(bad):
+        raise InputError(f"row {bad.index[0]}, column backd_order_id: {bad.iloc[0]}")
+    return ids.dropna().tolist()
 
 
 def as_id_list(ids: Any) -> list:

@@ -68,10 +68,12 @@ def reconcile(
     max_workers: int | None = None,
     progress: bool | str = True,
     decimal: str = ".",
+    sheet: str | None = None,
 ) -> Reconciliation:
     """Compare the ledger with Backd: live with ``client``, or offline with a saved ``orders`` snapshot.
 
-    Differences up to ``tolerance`` (in currency units, compared in exact cents) are not findings.
+    Differences up to ``tolerance`` (in currency units, compared in exact cents) are not findings. The ledger
+    is read by :func:`~backd_ops.ledger.load_ledger` (``column_map``, ``status_map``, ``decimal``, ``sheet``).
 
     Examples
     --------
@@ -79,7 +81,7 @@ def reconcile(
     >>> rec.summary                                              # doctest: +SKIP
     >>> refund_orders(client, rec.suggested_refunds())           # a dry run, as always  # doctest: +SKIP
     """
-    typed = ledger if _is_loaded(ledger) else load_ledger(ledger, column_map, status_map, decimal=decimal)
+    typed = ledger if _is_loaded(ledger) else load_ledger(ledger, column_map, status_map, decimal=decimal, sheet=sheet)
     if orders is None:
         if client is None:
             raise InputError("reconcile needs either client= (to read Backd) or orders= (a saved snapshot)")
