@@ -34,6 +34,7 @@ from .execution import Clock, check_partial, execute_plan, guard_production
 from .journal import Journal
 from .operations import OPERATIONS, Operation
 from .plans import OUTCOMES, make_plan, summarize_outcomes
+from .progress import ProgressLike
 from .reads import fetch_orders, find_orders
 
 __all__ = [
@@ -56,7 +57,7 @@ ColumnMap = Mapping[str, str] | str | None
 
 
 def refund_orders(client: BackdClient, frame: FrameLike, *, execute: bool = False, journal: JournalLike = None,
-                  max_workers: int | None = None, max_rps: float | None = None, progress: bool | str = True,
+                  max_workers: int | None = None, max_rps: float | None = None, progress: ProgressLike = True,
                   confirm_production: bool = False, approved_by: str | None = None, decimal: str = ".",
                   resend: bool = False, now: datetime | Clock | None = None, settle_window_s: float | None = None,
                   column_map: ColumnMap = None, sheet: str | None = None, allow_partial: bool = False) -> pd.DataFrame:
@@ -79,7 +80,7 @@ def refund_orders(client: BackdClient, frame: FrameLike, *, execute: bool = Fals
 
 
 def cancel_orders(client: BackdClient, frame: FrameLike | Sequence[str], *, execute: bool = False, journal: JournalLike = None,
-                  max_workers: int | None = None, max_rps: float | None = None, progress: bool | str = True,
+                  max_workers: int | None = None, max_rps: float | None = None, progress: ProgressLike = True,
                   confirm_production: bool = False, approved_by: str | None = None, resend: bool = False,
                   now: datetime | Clock | None = None, settle_window_s: float | None = None,
                   column_map: ColumnMap = None, sheet: str | None = None, allow_partial: bool = False) -> pd.DataFrame:
@@ -99,7 +100,7 @@ def cancel_orders(client: BackdClient, frame: FrameLike | Sequence[str], *, exec
 
 
 def confirm_orders(client: BackdClient, frame: FrameLike | Sequence[str], *, execute: bool = False, journal: JournalLike = None,
-                   max_workers: int | None = None, max_rps: float | None = None, progress: bool | str = True,
+                   max_workers: int | None = None, max_rps: float | None = None, progress: ProgressLike = True,
                    confirm_production: bool = False, approved_by: str | None = None, resend: bool = False,
                    now: datetime | Clock | None = None, settle_window_s: float | None = None,
                   column_map: ColumnMap = None, sheet: str | None = None, allow_partial: bool = False) -> pd.DataFrame:
@@ -119,7 +120,7 @@ def confirm_orders(client: BackdClient, frame: FrameLike | Sequence[str], *, exe
 
 
 def delete_refunds(client: BackdClient, frame: FrameLike, *, execute: bool = False, journal: JournalLike = None,
-                   max_workers: int | None = None, max_rps: float | None = None, progress: bool | str = True,
+                   max_workers: int | None = None, max_rps: float | None = None, progress: ProgressLike = True,
                    confirm_production: bool = False, approved_by: str | None = None, resend: bool = False,
                    now: datetime | Clock | None = None, settle_window_s: float | None = None,
                   column_map: ColumnMap = None, sheet: str | None = None, allow_partial: bool = False) -> pd.DataFrame:
@@ -138,7 +139,7 @@ def delete_refunds(client: BackdClient, frame: FrameLike, *, execute: bool = Fal
 
 
 def update_orders(client: BackdClient, frame: FrameLike, *, execute: bool = False, journal: JournalLike = None,
-                  max_workers: int | None = None, max_rps: float | None = None, progress: bool | str = True,
+                  max_workers: int | None = None, max_rps: float | None = None, progress: ProgressLike = True,
                   confirm_production: bool = False, approved_by: str | None = None, decimal: str = ".",
                   resend: bool = False, now: datetime | Clock | None = None, settle_window_s: float | None = None,
                   column_map: ColumnMap = None, sheet: str | None = None, allow_partial: bool = False) -> pd.DataFrame:
@@ -159,7 +160,7 @@ def update_orders(client: BackdClient, frame: FrameLike, *, execute: bool = Fals
 
 
 def place_orders(client: BackdClient, frame: FrameLike, *, execute: bool = False, journal: JournalLike = None,
-                 max_workers: int | None = None, max_rps: float | None = None, progress: bool | str = True,
+                 max_workers: int | None = None, max_rps: float | None = None, progress: ProgressLike = True,
                  confirm_production: bool = False, approved_by: str | None = None, resend: bool = False,
                  now: datetime | Clock | None = None, settle_window_s: float | None = None,
                   column_map: ColumnMap = None, sheet: str | None = None, allow_partial: bool = False) -> pd.DataFrame:
@@ -179,7 +180,7 @@ def place_orders(client: BackdClient, frame: FrameLike, *, execute: bool = False
 
 def run_operation(client: BackdClient, operation: str | Operation, frame: FrameLike | Sequence[str], *, execute: bool = False,
                   journal: JournalLike = None, max_workers: int | None = None, max_rps: float | None = None,
-                  progress: bool | str = True, confirm_production: bool = False, approved_by: str | None = None,
+                  progress: ProgressLike = True, confirm_production: bool = False, approved_by: str | None = None,
                   approval_policy: ApprovalPolicy | None = None, decimal: str = ".", resend: bool = False,
                   now: datetime | Clock | None = None, settle_window_s: float | None = None,
                   column_map: ColumnMap = None, sheet: str | None = None, allow_partial: bool = False) -> pd.DataFrame:

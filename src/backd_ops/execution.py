@@ -57,6 +57,7 @@ from .plans import (
     typed_plan_frame,
     verify_plan,
 )
+from .progress import ProgressLike
 from .reads import concurrently, read_order
 
 __all__ = ["check_partial", "execute_plan", "guard_production"]
@@ -72,7 +73,7 @@ Clock = Callable[[], datetime]
 
 
 def execute_plan(client: BackdClient, plan: pd.DataFrame, *, approved_by: str | None = None, max_workers: int | None = None,
-                 journal: Journal | str | Path | None = None, progress: bool | str = True, confirm_production: bool = False,
+                 journal: Journal | str | Path | None = None, progress: ProgressLike = True, confirm_production: bool = False,
                  approval_policy: ApprovalPolicy | None = None, now: datetime | Clock | None = None,
                  settle_window_s: float | None = None, max_rps: float | None = None) -> pd.DataFrame:
     """Execute exactly the rows ``plan`` marked planned, with their planned amounts; returns one result row per plan row.
@@ -240,7 +241,7 @@ class _Run:
         self.held: dict[str, str] = {}
         self.evidence: dict[str, list[Evidence]] = {}
 
-    def execute(self, plan: pd.DataFrame, *, approved_by: str | None, max_workers: int | None, progress: bool | str) -> list[Verdict]:
+    def execute(self, plan: pd.DataFrame, *, approved_by: str | None, max_workers: int | None, progress: ProgressLike) -> list[Verdict]:
         rows = planned_rows(plan, self.op)
         self.journal.start_run(self.claim, operation=self.op.name, account=self.info.account, rows=len(rows), approved_by=approved_by)
         results: list[Verdict | None] = [None if r.verdict.outcome == PLANNED else r.verdict for r in rows]

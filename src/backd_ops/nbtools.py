@@ -19,10 +19,12 @@ import pandas as pd
 from .client import BackdClient
 from .config import Settings
 from .errors import ConfigurationError, FindingsError, InputError
+from .execution import check_partial
+from .plans import result_sentence
 from .reconcile import KINDS
 
-__all__ = ["NOTEBOOK_PARAMETERS", "Session", "check_parameters", "check_run_parameters", "open_session", "read_ids",
-           "refuse_secret_parameters"]
+__all__ = ["NOTEBOOK_PARAMETERS", "Session", "check_parameters", "check_partial", "check_run_parameters", "open_session",
+           "read_ids", "refuse_secret_parameters", "result_sentence"]
 
 _SECRET_WORDS = ("secret", "password", "passwd", "token", "key", "auth", "credential", "private")
 _SECRET_KEY_WORDS = tuple(w for w in _SECRET_WORDS if w != "key")  # inside a value: a header "Order Key" is fine
@@ -47,7 +49,8 @@ _COMMON = {
 NOTEBOOK_PARAMETERS: dict[str, dict[str, Param]] = {
     "reconciliation": {
         **_COMMON,
-        "ledger_path": Param((str,), 'CSV/XLSX/Parquet ledger; "" uses the demo ledger of the embedded sandbox'),
+        "ledger_path": Param((str,), 'CSV/TSV/XLSX/Parquet ledger; "" uses the demo ledger of the embedded sandbox'),
+        "sheet": Param((str,), 'the XLSX sheet; "" = the first'),
         "column_map": Param((dict,), "merchant column → our column"),
         "status_map": Param((dict,), "merchant status → Backd status (adds to the defaults)"),
         "out_dir": Param((str,), "where reports, CSVs and the snapshot go"),
@@ -60,9 +63,12 @@ NOTEBOOK_PARAMETERS: dict[str, dict[str, Param]] = {
         **_COMMON,
         "operation": Param((str,), "refund, cancel, confirm, delete_refund, update or place",
                            ("refund", "cancel", "confirm", "delete_refund", "update", "place")),
-        "input_path": Param((str,), 'CSV/XLSX of rows; "" builds a small demo input from the sandbox'),
+        "input_path": Param((str,), 'CSV/TSV/XLSX/Parquet of rows; "" builds a small demo input from the sandbox'),
+        "column_map": Param((dict,), "your header → our column, for headers not recognised by name or synonym"),
+        "sheet": Param((str,), 'the XLSX sheet; "" = the first'),
         "plan_path": Param((str,), 'a saved (approved) plan to execute instead of planning input_path; "" plans input_path'),
         "execute": Param((bool,), "True executes the plan without the approval panel (scheduled/one-off runs)"),
+        "allow_partial": Param((bool,), "with execute: also when some rows are invalid (else nothing is executed)"),
         "journal_path": Param((str,), 'SQLite journal; "" = the default (~/.backd_ops/journal.sqlite or $BACKD_OPS_JOURNAL)'),
         "out_dir": Param((str,), "where the plan and results CSVs go"),
         "max_workers": Param((int,), "concurrent requests"),
@@ -72,7 +78,7 @@ NOTEBOOK_PARAMETERS: dict[str, dict[str, Param]] = {
     "order_lookup": {
         **_COMMON,
         "order_ids": Param((list, str), "ids to look up (a list, or text with one id per line)"),
-        "ids_path": Param((str,), 'a CSV/XLSX with a backd_order_id column; "" to use order_ids'),
+        "ids_path": Param((str,), 'a CSV/TSV/XLSX/Parquet with a backd_order_id column; "" to use order_ids'),
     },
 }
 

@@ -46,6 +46,7 @@ from .operations import (
     map_input,
     validate_frame,
 )
+from .progress import ProgressLike
 from .reads import as_id_list, fetch_orders
 from .tables import TableSource, read_table, table_source, write_csv
 
@@ -138,7 +139,7 @@ class PlanInfo:
 
 # -- making a plan ---------------------------------------------------------------------------------------------------
 def make_plan(client: BackdClient, operation: str | Operation, frame: FrameLike | Sequence[str], *,
-              journal: Journal | str | Path | None = None, max_workers: int | None = None, progress: bool | str = True,
+              journal: Journal | str | Path | None = None, max_workers: int | None = None, progress: ProgressLike = True,
               now: datetime | None = None, decimal: str = ".", resend: bool = False,
               column_map: Mapping[str, str] | str | None = None, sheet: str | None = None) -> pd.DataFrame:
     """Validate the input, read every order, and plan each row: the dry run every bulk operation starts with.
@@ -197,7 +198,7 @@ def _evidence(journal: Journal | str | Path | None, account: Account, op: Operat
             book.close()
 
 
-def _read_orders(client: BackdClient, rows: list[RowInput], *, max_workers: int | None, progress: bool | str) -> dict[str, Order | BackdError]:
+def _read_orders(client: BackdClient, rows: list[RowInput], *, max_workers: int | None, progress: ProgressLike) -> dict[str, Order | BackdError]:
     batch = fetch_orders(client, [r.backd_order_id for r in rows if r.error is None], max_workers=max_workers, progress=progress)
     auth_failure = next((o for o in batch.orders.values() if isinstance(o, AuthenticationError)), None)
     if auth_failure is not None:

@@ -19,7 +19,7 @@ from .errors import BackdError, InputError
 from .ids import normalize_ids
 from .models import Order
 from .orders_frame import OrderBatch
-from .progress import progress_bar
+from .progress import ProgressLike, progress_bar
 from .tables import read_table
 
 __all__ = ["as_id_list", "concurrently", "fetch_orders", "find_orders", "read_ids", "read_order"]
@@ -29,7 +29,7 @@ R = TypeVar("R")
 
 
 def fetch_orders(client: BackdClient, backd_order_ids: Iterable[str], *, max_workers: int | None = None,
-                 progress: bool | str = True) -> OrderBatch:
+                 progress: ProgressLike = True) -> OrderBatch:
     """Read orders concurrently: an :class:`OrderBatch` with ``.frame()``, ``.refunds()`` and ``.items()``.
 
     Examples
@@ -45,7 +45,7 @@ def fetch_orders(client: BackdClient, backd_order_ids: Iterable[str], *, max_wor
 
 
 def find_orders(client: BackdClient, backd_order_ids: Iterable[str], *, max_workers: int | None = None,
-                progress: bool | str = True) -> pd.DataFrame:
+                progress: ProgressLike = True) -> pd.DataFrame:
     """One row per requested id, in input order: status, amounts, refund summary; failures in ``error``.
 
     Examples
@@ -92,7 +92,7 @@ def as_id_list(ids: Any) -> list:
     return list(ids)
 
 
-def concurrently(fn: Callable[[T], R], items: Sequence[T], *, max_workers: int | None, progress: bool | str,
+def concurrently(fn: Callable[[T], R], items: Sequence[T], *, max_workers: int | None, progress: ProgressLike,
                  desc: str) -> list[R | BaseException]:
     """``fn`` over ``items`` on a bounded pool, results in input order; an exception is returned, not raised."""
     if not items:

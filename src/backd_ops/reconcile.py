@@ -23,6 +23,7 @@ from .ledger import load_ledger
 from .money import to_cents
 from .locking import CHICAGO
 from .models import OrderStatus, cents_to_money
+from .progress import ProgressLike
 from .reads import find_orders
 from .tables import read_table, write_csv, write_excel
 
@@ -66,7 +67,7 @@ def reconcile(
     column_map: Mapping[str, str] | None = None,
     status_map: Mapping[str, str] | None = None,
     max_workers: int | None = None,
-    progress: bool | str = True,
+    progress: ProgressLike = True,
     decimal: str = ".",
     sheet: str | None = None,
 ) -> Reconciliation:
