@@ -148,7 +148,9 @@ def _read_text(data: bytes, name: str, names: set[str]) -> pd.DataFrame:
     head = _records(text[:_SNIFF_CHARS], delimiter)
     header_index = _header_index([cells for cells, _ in head], names)
     header, lines_before = head[header_index] if head else ([], 0)
-    frame = _parse(text, delimiter, skip_lines=lines_before, width=max(len(header), 1), name=name)
+    widest = max((len(cells) for cells, _ in head[header_index + 1:]), default=0)
+    frame = _parse(text, delimiter, skip_lines=lines_before, width=max(len(header), 1), first_line=header_index + 2, name=name,
+                   widest_seen=widest)
     frame = frame.set_axis(_column_names(header, frame.shape[1]), axis=1)
     frame.index = pd.RangeIndex(header_index + 2, header_index + 2 + len(frame), name="row")
     frame, skipped = _drop_empty_rows(_drop_unnamed_empty(frame))
@@ -217,19 +219,35 @@ def _header_index(rows: list[list[Any]], names: set[str]) -> int:
     return next((i for i, cells in enumerate(rows) if any(not is_blank(c) for c in cells)), 0)
 
 
-def _parse(text: str, delimiter: str, *, skip_lines: int, width: int, name: str) -> pd.DataFrame:
+def _parse(text: str, delimiter: str, *, skip_lines: int, width: int, first_line: int, name: str,
+           widest_seen: int) -> pd.DataFrame:
+    """The records below the header as text, ``width`` columns; extra cells are an error unless they are empty."""
     try:
-        return pd.read_csv(io.StringIO(text), sep=delimiter, header=None, skiprows=skip_lines + 1, names=range(width),
-                           index_col=False, dtype=str, keep_default_na=False, na_values=[""], skip_blank_lines=False)
+        if widest_seen <= width:  # pandas would take a wider first record's extra cells as an index
+            return _read_csv(text, delimiter, skip_lines, width)
     except pd.errors.EmptyDataError:
         return pd.DataFrame(columns=range(width), dtype=str)
-    except pd.errors.ParserError as exc:
-        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
-        if found:
-            expected, line, saw = found.groups()
-            raise InputError(f"{name}, line {line}: {saw} cells, but the header has {expected} (read as "
-                             f"{DELIMITERS[delimiter]}-separated); remove the extra cells") from None
-        raise InputError(f"{name}: cannot read it as CSV ({_first_line(exc)})") from None
+    except pd.errors.ParserError:
+        pass  # a longer record further down: read it all, then see whether the extra cells hold anything
+    records = csv.reader(io.StringIO(text), delimiter=delimiter)
+    wide = _read_csv(text, delimiter, skip_lines, max(len(r) for r in records))
+    extra = wide.iloc[:, width:]
+    filled = ~pd.concat([_empty_cells(extra.iloc[:, i]) for i in range(extra.shape[1])], axis=1).all(axis=1)
+    if filled.any():
+        position = int(filled.to_numpy().argmax())
+        cells = width + int((~_empty_row_cells(extra.iloc[position])).to_numpy().nonzero()[0].max()) + 1
+        raise InputError(f"{name}, line {first_line + position}: {cells} cells, but the header has {width} (read as "
+                         f"{DELIMITERS[delimiter]}-separated); remove the extra cells or name their column")
+    return wide.iloc[:, :width]
+
+
+def _read_csv(text: str, delimiter: str, skip_lines: int, width: int) -> pd.DataFrame:
+    return pd.read_csv(io.StringIO(text), sep=delimiter, header=None, skiprows=skip_lines + 1, names=range(width),
+                       index_col=False, dtype=str, keep_default_na=False, na_values=[""], skip_blank_lines=False)
+
+
+def _empty_row_cells(row: pd.Series) -> pd.Series:
+    return row.isna() | row.astype("string").str.strip().eq("").fillna(True).astype(bool)
 
 
 def _column_names(header: list[Any], width: int) -> list[str]:
