@@ -64,7 +64,7 @@ def test_the_panel_executes_the_plan_it_displayed_and_says_what_drifted(live, tm
     assert result.outcome.tolist() == ["done", "drifted", "invalid"]
     assert "active refund is now $3.00 (was none)" in result.message[1]
     assert dict(live.writes_per_order("refund")) == {frame.backd_order_id[0]: 1, frame.backd_order_id[1]: 1}  # ours, and the colleague's
-    assert "1 row(s) drifted since the plan and were not sent" in panel.result_output.outputs[0]["data"]["text/html"]
+    assert "Not sent: 1 drifted" in panel.result_output.outputs[0]["data"]["text/html"]
 
 
 def test_a_saved_plan_opens_in_the_panel(live, tmp_path):

@@ -124,7 +124,7 @@ class BulkRunPanel:
     """Upload or name a file (or open a saved plan) → the plan → read the approval → type the confirmation → execute it
     → results, with a progress bar while it runs and a download link for the results file (written to ``out_dir``).
 
-    ``column_map`` and ``sheet`` are read as by the bulk verbs.
+    ``column_map``, ``sheet`` and ``decimal`` are read as by the bulk verbs.
 
     Examples
     --------
@@ -135,14 +135,14 @@ class BulkRunPanel:
     def __init__(self, client: BackdClient, operation: str = "refund", *, journal: str | Path | None = None,
                  source: str | Path | pd.DataFrame | None = None, plan: pd.DataFrame | None = None,
                  max_workers: int | None = None, column_map: Mapping[str, str] | str | None = None,
-                 sheet: str | None = None, out_dir: str | Path = "out/bulk") -> None:
+                 sheet: str | None = None, decimal: str = ".", out_dir: str | Path = "out/bulk") -> None:
         if plan is not None:
             operation = verify_plan(plan).operation
         if operation not in OPERATIONS:
             raise ValueError(f"operation must be one of {', '.join(OPERATIONS)}")
         self.client, self.operation, self.max_workers = client, operation, max_workers
         self.journal_path = Path(journal) if journal else default_journal_path()
-        self.source, self.column_map, self.sheet, self.out_dir = source, column_map, sheet, Path(out_dir)
+        self.source, self.column_map, self.sheet, self.decimal, self.out_dir = source, column_map, sheet, decimal, Path(out_dir)
         self.result_path: Path | None = None
         self.plan: pd.DataFrame | None = None
         self.result: pd.DataFrame | None = None
@@ -184,7 +184,7 @@ class BulkRunPanel:
         try:
             source = self._read_input()
             plan = make_plan(self.client, self.operation, source, journal=self.journal_path, max_workers=self.max_workers,
-                             progress=self._bar, column_map=self.column_map, sheet=self.sheet)
+                             progress=self._bar, column_map=self.column_map, sheet=self.sheet, decimal=self.decimal)
         except BackdError as exc:
             _show(self.plan_output, HTML(f"<b>No plan:</b> {_escape(exc)}"))
             return None
@@ -193,7 +193,7 @@ class BulkRunPanel:
     def _show_plan(self, plan: pd.DataFrame) -> pd.DataFrame:
         attention = plan.backd.needs_attention()
         notes = [HTML(f"<b>{len(attention)} row(s) will not be sent:</b>"), attention] if len(attention) else []
-        _show(self.plan_output, summarize_outcomes(plan), *notes, plan)
+        _show(self.plan_output, _outcomes_present(plan), *notes, plan)
         self.plan = plan
         word = confirmation_word(plan, self.operation)
         self.approval.value = (f"<p><b>{_escape(approval_text(plan, self.operation))}</b></p>"
@@ -226,7 +226,7 @@ class BulkRunPanel:
     def _show_result(self, result: pd.DataFrame) -> None:
         run_id = result.attrs.get("backd_result", {}).get("run_id")
         drifted = int((result["outcome"] == "drifted").sum())
-        note = f" {drifted} row(s) drifted since the plan and were not sent." if drifted else ""
+        note = " Drifted rows changed on Backd after the plan was shown; nothing was sent for them." if drifted else ""
         try:
             self.result_path = write_csv(result, self.out_dir / f"{self.operation}_result_{run_id}.csv", index=True)
             self.download.value = download_link(self.result_path)
@@ -234,7 +234,7 @@ class BulkRunPanel:
             self.download.value = f"<b>The results file could not be written:</b> {_escape(exc)}"
         link = HTML(f"<b>Done.</b> {_escape(result_sentence(result))}{note} Journal: <code>{self.journal_path}</code>, "
                     f"run <code>{run_id}</code> (<code>Journal(r'{self.journal_path}').actions('{run_id}')</code>)")
-        _show(self.result_output, link, summarize_outcomes(result), result)
+        _show(self.result_output, link, _outcomes_present(result), result)
 
     # -- helpers ----------------------------------------------------------------------------------------------
     def _read_input(self) -> pd.DataFrame:
@@ -260,6 +260,12 @@ class BulkRunPanel:
 
     def journal(self) -> Journal:
         return Journal(self.journal_path)
+
+
+def _outcomes_present(frame: pd.DataFrame) -> pd.DataFrame:
+    """The outcome summary without its zero rows (the panel has little room; the total stays)."""
+    summary = summarize_outcomes(frame)
+    return summary[summary["rows"] > 0]
 
 
 def _escape(value: object) -> str:
