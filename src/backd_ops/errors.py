@@ -73,6 +73,7 @@ _OPTIONS = {
     "resend": ("resend=True", "--resend"),
     "allow_partial": ("allow_partial=True", "--allow-partial"),
     "sheet": ("sheet=...", "--sheet"),
+    "approver": ("approved_by='your name'", "--as NAME"),
     "status_map": ("status_map={'Their status': 'order_confirmed'}", "--status-map 'Their status=order_confirmed'"),
 }
 _option_style = {"style": "python"}

@@ -433,7 +433,7 @@ def approve_plan(plan_or_path: pd.DataFrame | str | Path, approved_by: str, *, j
     >>> approved = approve_plan("refund-plan.json", approved_by="maria@finance")   # doctest: +SKIP
     """
     if not str(approved_by or "").strip():
-        raise InputError("approved_by must name the approver")
+        raise InputError(f"the approver's name is empty: give it with {option_hint('approver')}")
     plan = load_plan(plan_or_path) if isinstance(plan_or_path, (str, Path)) else plan_or_path.copy()
     info = verify_plan(plan)
     stamp = (at or datetime.now(timezone.utc)).astimezone(timezone.utc).isoformat(timespec="seconds")

@@ -18,7 +18,7 @@ import pandas as pd
 
 from . import report
 from .client import BackdClient
-from .errors import InputError
+from .errors import InputError, option_name
 from .ledger import load_ledger
 from .money import to_cents
 from .locking import CHICAGO
@@ -104,7 +104,7 @@ def _is_loaded(ledger: Any) -> bool:
 def _cents(amount: float | str) -> int:
     cents, problems = to_cents(pd.Series([str(amount)]))
     if problems.iloc[0] or pd.isna(cents.iloc[0]):
-        raise InputError(f"tolerance {amount!r} must be an amount with at most 2 decimals")
+        raise InputError(f"{option_name('tolerance')} {amount!r} must be an amount with at most 2 decimals")
     return int(cents.iloc[0])
 
 
