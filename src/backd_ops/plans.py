@@ -118,6 +118,10 @@ class PlanInfo:
     def approved_by(self) -> list[str]:
         return [a.approved_by for a in self.approvals]
 
+    def __deepcopy__(self, memo: dict) -> PlanInfo:
+        # pandas deep-copies frame.attrs on nearly every operation; a frozen PlanInfo of immutable parts is its own copy
+        return self
+
     def describe_input(self) -> str:
         """How the input was read and which header became which column, e.g. for the plan's header.
 
