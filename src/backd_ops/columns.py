@@ -91,7 +91,13 @@ def header_key(header: Any) -> str:
 
 
 def known_headers(columns: Iterable[str] | None = None) -> set[str]:
-    """The header keys that name ``columns`` (all our columns by default): what marks a file's header row."""
+    """The header keys that name ``columns`` (all our columns by default): what marks a file's header row.
+
+    Examples
+    --------
+    >>> sorted(known_headers(["discount_amount"]))
+    ['discount', 'discountamount']
+    """
     names = SYNONYMS.keys() if columns is None else columns
     return {header_key(h) for c in names for h in (c, *SYNONYMS.get(c, ()))}
 
@@ -166,10 +172,10 @@ def _missing_message(missing: list[str], required: Sequence[str], optional: Sequ
     for column in missing:
         if SYNONYMS.get(column):
             text += f"; {column} is also recognised as {', '.join(repr(s) for s in SYNONYMS[column][:4])}"
-    return text + f". Name yours with {option_hint('column_map')}" + delimiter_hint(named)
+    return text + f". Name yours with {option_hint('column_map')}" + _delimiter_hint(named)
 
 
-def delimiter_hint(headers: Sequence[str]) -> str:
+def _delimiter_hint(headers: Sequence[str]) -> str:
     """A sentence when a header holds another delimiter: the file was split on the wrong character."""
     names = {";": "semicolon", "\t": "tab", "|": "pipe", ",": "comma"}
     for char, name in names.items():

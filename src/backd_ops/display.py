@@ -52,7 +52,13 @@ class PlanFrame(pd.DataFrame):
 
 
 def as_plan_frame(frame: pd.DataFrame) -> PlanFrame:
-    """``frame`` as a :class:`PlanFrame`, with its ``attrs``."""
+    """``frame`` as a :class:`PlanFrame`, with its ``attrs``.
+
+    Examples
+    --------
+    >>> type(as_plan_frame(pd.DataFrame({"outcome": ["planned"]}))).__name__
+    'PlanFrame'
+    """
     if isinstance(frame, PlanFrame):
         return frame
     out = PlanFrame(frame)
@@ -97,7 +103,14 @@ def compact_view(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def plan_text(frame: pd.DataFrame, *, max_rows: int = HEAD_ROWS + TAIL_ROWS) -> str:
-    """The compact view as plain text (the command line's table)."""
+    """The compact view as plain text (the command line's table).
+
+    Examples
+    --------
+    >>> print(plan_text(pd.DataFrame({"backd_order_id": ["BO-1"], "outcome": ["planned"], "message": ["cancel $5.00"]})))
+          order amount  outcome       message
+    0  BO-1          planned  cancel $5.00
+    """
     view = compact_view(frame)  # messages whole: they name the row, the column and what to do
     with pd.option_context("display.max_rows", max_rows, "display.min_rows", max_rows, "display.width", 250,
                            "display.max_colwidth", None):
@@ -105,7 +118,13 @@ def plan_text(frame: pd.DataFrame, *, max_rows: int = HEAD_ROWS + TAIL_ROWS) -> 
 
 
 def plan_html(frame: pd.DataFrame) -> str:
-    """The compact view as HTML: a caption (plan, account, how the input was read), then the rows, outcomes coloured."""
+    """The compact view as HTML: a caption (plan, account, how the input was read), then the rows, outcomes coloured.
+
+    Examples
+    --------
+    >>> "backd-outcome backd-done" in plan_html(pd.DataFrame({"outcome": ["done"]}))
+    True
+    """
     view = compact_view(frame)
     shown, hidden = _shown_rows(view)
     header = "".join(f"<th style='{_CELL}'>{name}</th>" for name in ("row", *view.columns))
@@ -124,7 +143,13 @@ def plan_html(frame: pd.DataFrame) -> str:
 
 
 def readable_html(frame: pd.DataFrame) -> str:
-    """Any small frame for people: money with separators, blanks instead of ``<NA>`` (the summary tables)."""
+    """Any small frame for people: money with separators, blanks instead of ``<NA>`` (the summary tables).
+
+    Examples
+    --------
+    >>> "$1,000.00" in readable_html(pd.DataFrame({"amount": [Decimal("1000")]}))
+    True
+    """
     text = frame.copy()
     for name in text.columns:
         text[name] = [_money(v) if isinstance(v, Decimal) else _text(v) for v in frame[name]]

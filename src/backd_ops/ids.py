@@ -90,14 +90,26 @@ def normalize_ids(values: pd.Series) -> tuple[pd.Series, pd.Series]:
 
 
 def check_backd_id(text: str) -> str:
-    """``text`` if it is a well-formed Backd order id, else ``ValueError`` saying what one looks like."""
+    """``text`` if it is a well-formed Backd order id, else ``ValueError`` saying what one looks like.
+
+    Examples
+    --------
+    >>> check_backd_id("BO-20260416-0001")
+    'BO-20260416-0001'
+    """
     if not _BACKD_ID.match(text):
         raise ValueError(f"{_shown(text)!r} is not a Backd order id (letters, digits, '-', '_', '.', ':'; at most 128)")
     return text
 
 
 def check_merchant_id(text: str) -> str:
-    """``text`` if it can be a merchant_order_id (no control characters or formula start), else ``ValueError``."""
+    """``text`` if it can be a merchant_order_id (no control characters or formula start), else ``ValueError``.
+
+    Examples
+    --------
+    >>> check_merchant_id("JKLMO4321")
+    'JKLMO4321'
+    """
     if not _MERCHANT_ID.match(text):
         raise ValueError(f"{_shown(text)!r} is not a valid merchant_order_id (no control characters or leading =, +, @; at most 128)")
     return text

@@ -266,7 +266,13 @@ def demo_bulk_input(session: Session, operation: str, *, rows: int = 8) -> pd.Da
 
 
 def read_ids(path: str, *, sheet: str | None = None, column_map: Mapping[str, str] | None = None) -> list[str]:
-    """The ids in a file's ``backd_order_id`` column (its header matched as in bulk files: "Order ID", ...)."""
+    """The ids in a file's ``backd_order_id`` column (its header matched as in bulk files: "Order ID", ...).
+
+    Examples
+    --------
+    >>> read_ids("ids.xlsx")                 # doctest: +SKIP
+    ['BO-DEMO-000001', 'BO-DEMO-000002']
+    """
     from .reads import read_ids as read
 
     return read(path, sheet=sheet or None, column_map=column_map or None)

@@ -16,8 +16,8 @@ from .columns import header_key, known_headers
 from .errors import InputError, option_name
 from .ids import is_blank
 
-__all__ = ["SOURCE_ATTR", "TableSource", "neutralize_formulas", "read_bytes", "read_table", "table_source", "write_csv",
-           "write_excel"]
+__all__ = ["SOURCE_ATTR", "TableSource", "neutralize_formulas", "read_bytes", "read_table", "sniff_delimiter", "table_source",
+           "write_csv", "write_excel"]
 
 SOURCE_ATTR = "backd_source"
 DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
@@ -71,7 +71,13 @@ class TableSource:
 
 
 def table_source(frame: pd.DataFrame) -> TableSource:
-    """How ``frame`` was read (a plain frame if it was not read by :func:`read_table`)."""
+    """How ``frame`` was read (a plain frame if it was not read by :func:`read_table`).
+
+    Examples
+    --------
+    >>> table_source(pd.DataFrame()).format
+    'frame'
+    """
     found = frame.attrs.get(SOURCE_ATTR) if isinstance(frame, pd.DataFrame) else None
     if not isinstance(found, dict):
         return TableSource()
@@ -110,7 +116,7 @@ def read_bytes(data: bytes, name: str, *, sheet: str | None = None, header_names
 
     Examples
     --------
-    >>> frame = read_bytes(b"Order ID;Amount\r\nBO-1;5,00\r\n", "refunds.csv")
+    >>> frame = read_bytes(b"Order ID;Amount\\r\\nBO-1;5,00\\r\\n", "refunds.csv")
     >>> table_source(frame).delimiter, frame.index.tolist()
     (';', [2])
     """
@@ -178,7 +184,7 @@ def sniff_delimiter(sample: str) -> str:
 
     Examples
     --------
-    >>> sniff_delimiter("Refunds\nOrder ID;Amount\nBO-1;5,00\n"), sniff_delimiter("backd_order_id\nBO-1\n")
+    >>> sniff_delimiter("Refunds\\nOrder ID;Amount\\nBO-1;5,00\\n"), sniff_delimiter("backd_order_id\\nBO-1\\n")
     (';', ',')
     """
     sample = sample[: sample.rfind("\n") + 1] or sample  # no half line at the end
