@@ -125,3 +125,21 @@ def test_save_approve_execute_and_undo_a_plan(env_sandbox, tmp_path, capsys, mon
     assert main(["undo", run_id, "--progress", "off"]) == 0 and "Decline the refund on 3 orders, $13.50" in capsys.readouterr().out
     assert main(["undo", run_id, "--execute", "--as", "maria", "--progress", "off"]) == 0
     assert [r["status"] for o in chosen for r in env_sandbox.store.find(o["backd_order_id"])["refunds"]] == ["declined"] * 3
+
+
+@pytest.mark.parametrize("name", ["refund", "cancel", "confirm", "delete-refund", "update", "place", "ledger"])
+def test_template_writes_an_input_the_tool_accepts(tmp_path, capsys, name):
+    from backd_ops.cli import _OPERATION_COMMANDS
+    from backd_ops.ledger import load_ledger
+    from backd_ops.operations import OPERATIONS, validate_frame
+    from backd_ops.tables import read_table
+
+    path = tmp_path / f"{name}.xlsx"
+    assert main(["template", name, "--out", str(path)]) == 0 and f"wrote {path}" in capsys.readouterr().out
+    if name == "ledger":
+        assert len(load_ledger(path)) == 2
+    else:
+        rows = validate_frame(read_table(path), OPERATIONS[_OPERATION_COMMANDS[name]])
+        assert [r.error for r in rows] == [None, None] and [r.label for r in rows] == [2, 3]
+    assert main(["template", name, "--out", str(path)]) == 2  # never overwrites
+    assert "exists" in capsys.readouterr().err
