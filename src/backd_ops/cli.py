@@ -32,7 +32,7 @@ from . import bulk
 from .client import BackdClient
 from .columns import SYNONYMS, parse_mapping
 from .config import TOOL_VERSION, Account, Settings
-from .display import plan_text
+from .display import HEAD_ROWS, TAIL_ROWS, plan_text
 from .errors import (
     ApprovalError,
     AuthenticationError,
@@ -45,7 +45,7 @@ from .errors import (
     set_option_style,
 )
 from .execution import check_partial, execute_plan, guard_production
-from .journal import Journal, default_journal_path
+from .journal import Journal
 from .locking import CHICAGO
 from .models import format_money
 from .operations import OPERATIONS, columns_help, template_frame
@@ -308,7 +308,7 @@ def _report(frame: pd.DataFrame, out: Path | None) -> int:
     print(plan_text(frame))
     _show_summary(summarize_outcomes(frame))
     attention = frame.backd.needs_attention()
-    if len(attention) and len(frame) > 50:  # the table above shows only the first and last rows
+    if len(attention) and len(frame) > HEAD_ROWS + TAIL_ROWS:  # the table above shows only the first and last rows
         print("\nRows that need attention:")
         print(plan_text(attention))
     _save(frame, out)
@@ -318,7 +318,7 @@ def _report(frame: pd.DataFrame, out: Path | None) -> int:
 def _show_summary(summary: pd.DataFrame) -> None:
     rows = [f"{outcome}: {int(r.rows)} row{'' if r.rows == 1 else 's'}" + (f", {format_money(r.amount)}" if r.amount else "")
             for outcome, r in summary.iterrows() if r.rows and outcome != "total"]
-    print("\n" + "; ".join(rows) + f" (total {int(summary.loc['total', 'rows'])} rows)")
+    print("\n" + ("; ".join(rows) or "no rows") + f" (total {int(summary.loc['total', 'rows'])} rows)")
 
 
 def _header(account: Account | None, note: str = "") -> None:

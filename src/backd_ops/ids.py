@@ -31,11 +31,11 @@ def is_blank(value: Any) -> bool:
     >>> is_blank(float("nan")), is_blank("\\u00a0 "), is_blank("0")
     (True, True, False)
     """
+    if isinstance(value, str):  # first: nearly every cell of a file is text
+        return not value.strip(_PADDING)
     if value is None or value is pd.NA or value is pd.NaT:
         return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
-    return isinstance(value, str) and not value.strip(_PADDING)
+    return isinstance(value, float) and math.isnan(value)
 
 
 def normalize_id(value: Any) -> str | None:
@@ -46,6 +46,8 @@ def normalize_id(value: Any) -> str | None:
     >>> normalize_id(" BO-1\\u00a0"), normalize_id(100045.0), normalize_id("")
     ('BO-1', '100045', None)
     """
+    if isinstance(value, str):
+        return value.strip(_PADDING) or None
     if is_blank(value):
         return None
     if isinstance(value, (bool, np.bool_)):
@@ -56,7 +58,7 @@ def normalize_id(value: Any) -> str | None:
         return str(int(value))
     if isinstance(value, (int, np.integer)):
         return str(int(value))
-    return str(value).strip(_PADDING)
+    return str(value).strip(_PADDING) or None
 
 
 def normalize_ids(values: pd.Series) -> tuple[pd.Series, pd.Series]:
