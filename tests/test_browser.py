@@ -157,38 +157,66 @@ def _wait_visible(page, locator, name: str) -> None:
         raise
 
 
-def test_bulk_refund_in_jupyterlab_executes_the_plan_on_screen_once(lab, browser):
-    """The plan on screen is what runs: an order changed on the server after display is drifted, not sent."""
+def test_bulk_refund_in_jupyterlab_uploads_approves_and_executes_the_plan_on_screen_once(lab, browser, tmp_path):
+    """An Excel export is uploaded through the panel and planned; the plan on screen is what runs: an order changed
+    on the server after display is drifted, not sent; the results can be downloaded."""
     sandbox, workspace = lab["sandbox"], lab["workspace"]
     orders = [sandbox.store.find(i) for i in sandbox.store.ids()]
-    chosen = [o for o in orders if o["status"] == "order_confirmed" and not o["refunds"]][:5]
-    pd.DataFrame({"backd_order_id": [o["backd_order_id"] for o in chosen], "merchant_order_id": [o["merchant_order_id"] for o in chosen],
-                  "refund_amount": "15.00"}).to_csv(workspace / "refunds.csv", index=False)
-    page = _open_and_run_all(browser, lab, _copy_notebook(workspace, "bulk_refund", {"input_path": "refunds.csv"}))
+    chosen = [o for o in orders if o["status"] == "order_confirmed" and not o["refunds"]][:9]
+    pd.DataFrame({"backd_order_id": [o["backd_order_id"] for o in chosen[:5]], "merchant_order_id": [o["merchant_order_id"] for o in chosen[:5]],
+                  "refund_amount": "15,00"}).to_csv(workspace / "refunds.csv", index=False)  # the file uses a decimal comma
+    uploaded, upload = chosen[5:], tmp_path / "April refunds.csv"  # as Excel saves it: BOM, semicolons, its own headers
+    lines = ["Order ID;Refund Amount"] + [f"{o['backd_order_id']};1.234,50" for o in uploaded[:2]] + [";"] \
+        + [f"{o['backd_order_id']};20,00" for o in uploaded[2:]] + ["BO-NOPE;5,00"]
+    upload.write_bytes(("\ufeff" + "\r\n".join(lines) + "\r\n").encode())
+    notebook = _copy_notebook(workspace, "bulk_refund", {"input_path": "refunds.csv", "decimal_comma": True})
+    page = _open_and_run_all(browser, lab, notebook)
 
-    approval = page.locator(".widget-html", has_text="Type")
-    _wait_visible(page, approval, "bulk_refund")
-    approval.scroll_into_view_if_needed()
-    assert "Refund 5 orders, $75.00" in page.locator(".widget-html", has_text="Refund 5 orders").first.inner_text()
+    _wait_visible(page, page.locator(".widget-html", has_text="Refund 5 orders, $75.00"), "bulk_refund")
+    with page.expect_file_chooser() as chooser:  # the widget's file input is not in the page: its button opens it
+        page.locator(".widget-upload").first.click()
+    chooser.value.set_files(str(upload))
+    _wait_visible(page, page.locator(".widget-upload", has_text="(1)"), "bulk_refund_upload")
+    page.get_by_role("button", name="Plan (dry run)").click()
+    approval = page.locator(".widget-html", has_text="Refund 4 orders, $2,509.00")
+    _wait_visible(page, approval, "bulk_refund_uploaded_plan")
+    assert "Not sent: 1 invalid" in approval.inner_text()
     word = approval.locator("code.backd-confirmation").inner_text()
-    assert word == "REFUND 5"
+    assert word == "REFUND 4"
+    table = page.locator(".backd-plan", has_text="April refunds.csv: CSV, semicolon-separated; 1 empty row skipped (line 4)").last
+    _wait_visible(page, table, "bulk_refund_compact_plan")
+    shown = table.inner_text()
+    assert "$1,234.50" in shown and "CST" in shown or "CDT" in shown
+    assert "before_status" not in shown and "<NA>" not in shown and "row 7, column backd_order_id" in shown
     execute = page.get_by_role("button", name="Execute")
     assert execute.is_disabled()
     assert sandbox.write_requests() == []  # the plan is on screen; nothing was sent
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    approval.scroll_into_view_if_needed()
     page.screenshot(path=str(SCREENSHOTS / "bulk_refund_approval.png"))
-    changed = chosen[4]  # a colleague refunds one of them while the plan is on screen
+    changed = uploaded[3]  # a colleague refunds one of them while the plan is on screen
     sandbox.client().refund(changed["backd_order_id"], changed["merchant_order_id"], "2.00")
 
     page.get_by_placeholder("type the confirmation shown above").fill(word)
     page.wait_for_function("() => [...document.querySelectorAll('button')].some(b => b.textContent.includes('Execute') && !b.disabled)")
     execute.click()
     _wait_visible(page, page.locator("text=Done."), "bulk_refund_execute")
+    _wait_visible(page, page.locator("text=Not sent: 1 drifted"), "bulk_refund_drifted")
+    link = page.locator("a.backd-download")
+    _wait_visible(page, link, "bulk_refund_download")
+    results = page.locator(".backd-plan", has_text="Run ").last
+    _wait_visible(page, results, "bulk_refund_results")
+    assert "drifted" in results.inner_text() and "refunded $1,234.50" in results.inner_text()
+    link.evaluate("e => e.scrollIntoView({block: 'start'})")  # the link, then the sentence, the summary and the table
     page.screenshot(path=str(SCREENSHOTS / "bulk_refund_results.png"))
+    with page.expect_download() as download:
+        link.click()
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    assert pd.read_csv(saved, index_col="row")["outcome"].tolist() == ["done", "done", "done", "drifted", "invalid"]
 
-    _wait_visible(page, page.locator("text=1 row(s) drifted since the plan and were not sent"), "bulk_refund_drifted")
     per_order = sandbox.writes_per_order("refund")
-    assert dict(per_order) == {o["backd_order_id"]: 1 for o in chosen}  # four of ours, and the colleague's one
+    assert dict(per_order) == {o["backd_order_id"]: 1 for o in uploaded}  # three of ours, and the colleague's one
     assert [r["amount"] for r in sandbox.store.find(changed["backd_order_id"])["refunds"]] == [Decimal("2.00")]
     page.close()
 

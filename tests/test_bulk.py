@@ -97,7 +97,8 @@ def test_execute_under_faults_applies_each_row_exactly_once(live, live_client, j
     frame.loc[500] = ["BO-UNKNOWN", "M-1", "5.00"]
     frame.loc[501] = [orders.backd_order_id[0], orders.merchant_order_id[0], "-4"]
     live.set_faults(FAULTS)
-    result = backd_ops.refund_orders(live_client, frame, execute=True, journal=journal, progress=False, settle_window_s=1.0)
+    result = backd_ops.refund_orders(live_client, frame, execute=True, journal=journal, progress=False, settle_window_s=1.0,
+                                     allow_partial=True)  # two invalid rows: the others are executed only when asked
     valid = frame.backd_order_id[:80].tolist()
     assert result.loc[frame.index[:80], "outcome"].eq("done").all(), result[result.outcome != "done"].message.tolist()
     assert result.loc[[500, 501], "outcome"].tolist() == ["invalid", "invalid"]
@@ -111,7 +112,7 @@ def test_execute_under_faults_applies_each_row_exactly_once(live, live_client, j
 
     live.set_faults(None)
     writes_before = len(writes(live))
-    again = backd_ops.refund_orders(live_client, frame, execute=True, journal=journal, progress=False)
+    again = backd_ops.refund_orders(live_client, frame, execute=True, journal=journal, progress=False, allow_partial=True)
     assert len(writes(live)) == writes_before
     assert again.loc[frame.index[:80], "outcome"].eq("already_done").all()
     first_run = result.attrs["backd_result"]["run_id"]
@@ -121,7 +122,7 @@ def test_execute_under_faults_applies_each_row_exactly_once(live, live_client, j
 def test_journal_and_result_agree(live, live_client, journal):
     frame = refund_input(orders_frame(live_client, live), 15)
     frame.loc[99] = ["", "M-1", "1.00"]
-    result = backd_ops.refund_orders(live_client, frame, execute=True, journal=journal, progress=False)
+    result = backd_ops.refund_orders(live_client, frame, execute=True, journal=journal, progress=False, allow_partial=True)
     actions = journal.actions(result.run_id.iloc[0])
     assert len(actions) == len(frame)
     assert actions.outcome.tolist() == result.outcome.astype(str).tolist()
@@ -220,7 +221,7 @@ def test_production_execute_needs_explicit_confirmation(live, journal, monkeypat
 
 
 def test_missing_column_names_it_and_sends_nothing(live, live_client):
-    with pytest.raises(InputError, match="missing column refund_amount; the input has backd_order_id, merchant_order_id"):
+    with pytest.raises(InputError, match="missing column refund_amount; the input has 2 columns: 'backd_order_id', 'merchant_order_id'"):
         backd_ops.refund_orders(live_client, pd.DataFrame({"backd_order_id": ["BO-1"], "merchant_order_id": ["M-1"]}))
     assert live.requests == []
 

@@ -16,7 +16,7 @@ def test_every_command_has_help():
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices  # noqa: SLF001 - argparse keeps them here
     assert set(commands) == {"sandbox", "find", "refund", "cancel", "confirm", "delete-refund", "update", "place",
-                             "approve", "execute", "undo", "reconcile", "findings", "journal", "run", "demo"}
+                             "approve", "execute", "undo", "reconcile", "findings", "journal", "run", "demo", "template"}
     for name in commands:
         with pytest.raises(SystemExit) as info:
             main([name, "--help"])
@@ -49,7 +49,7 @@ def test_exit_codes(env_sandbox, tmp_path, monkeypatch, capsys):
     bad.write_text("backd_order_id\nBO-NOPE\n")
     assert main(["cancel", "--file", str(bad), "--progress", "off"]) == 1  # a row needs attention
     assert main(["refund", "--file", str(bad), "--progress", "off"]) == 2  # missing columns
-    assert "missing column merchant_order_id, refund_amount" in capsys.readouterr().err
+    assert "missing column refund_amount; the input has 1 column: 'backd_order_id'" in capsys.readouterr().err
     monkeypatch.setenv("BACKD_SECRET_KEY", "sk_wrong")
     assert main(["find", "BO-DEMO-000001", "--progress", "off"]) == 1  # the lookup failed: the row says so
     monkeypatch.setenv("BACKD_ENVIRONMENT", "production")
@@ -130,3 +130,21 @@ def test_save_approve_execute_and_undo_a_plan(env_sandbox, tmp_path, capsys, mon
     assert main(["undo", run_id, "--progress", "off"]) == 0 and "Decline the refund on 3 orders, $13.50" in capsys.readouterr().out
     assert main(["undo", run_id, "--execute", "--as", "maria", "--progress", "off"]) == 0
     assert [r["status"] for o in chosen for r in env_sandbox.store.find(o["backd_order_id"])["refunds"]] == ["declined"] * 3
+
+
+@pytest.mark.parametrize("name", ["refund", "cancel", "confirm", "delete-refund", "update", "place", "ledger"])
+def test_template_writes_an_input_the_tool_accepts(tmp_path, capsys, name):
+    from backd_ops.cli import _OPERATION_COMMANDS
+    from backd_ops.ledger import load_ledger
+    from backd_ops.operations import OPERATIONS, validate_frame
+    from backd_ops.tables import read_table
+
+    path = tmp_path / f"{name}.xlsx"
+    assert main(["template", name, "--out", str(path)]) == 0 and f"wrote {path}" in capsys.readouterr().out
+    if name == "ledger":
+        assert len(load_ledger(path)) == 2
+    else:
+        rows = validate_frame(read_table(path), OPERATIONS[_OPERATION_COMMANDS[name]])
+        assert [r.error for r in rows] == [None, None] and [r.label for r in rows] == [2, 3]
+    assert main(["template", name, "--out", str(path)]) == 2  # never overwrites
+    assert "exists" in capsys.readouterr().err

@@ -69,7 +69,7 @@ def test_hostile_frames_for_every_operation(sandbox, operation):
 def test_duplicated_and_missing_columns_are_clear_errors(sandbox):
     client = sandbox.client()
     duplicated = pd.DataFrame([["BO-1", "BO-2"]], columns=["backd_order_id", "Backd Order ID"])
-    with pytest.raises(InputError, match="backd_order_id appears more than once"):
+    with pytest.raises(InputError, match="column backd_order_id: the headers 'backd_order_id' and 'Backd Order ID' both match it"):
         bulk.cancel_orders(client, duplicated, progress=False)
     with pytest.raises(InputError, match="missing column backd_order_id"):
         bulk.cancel_orders(client, pd.DataFrame({"id": ["BO-1"]}), progress=False)

@@ -32,7 +32,7 @@ def test_public_api_is_pinned():
     assert backd_ops.__all__ == [
         "APIError", "ApprovalError", "ApprovalPolicy", "AuthenticationError", "BackdClient", "BackdError", "ConcurrentRunError",
         "ConfigurationError", "FindingsError", "InputError", "InvalidRequestError", "NetworkError", "NotFoundError", "Order",
-        "OrderStateError", "OrderStatus", "PlanAccountError", "PlanError", "ProductionGuardError", "RateLimitError", "Refund",
+        "OrderStateError", "OrderStatus", "PartialPlanError", "PlanAccountError", "PlanError", "ProductionGuardError", "RateLimitError", "Refund",
         "RefundStatus", "RequestTimeout", "ServerError", "Journal", "LedgerError", "Reconciliation", "approve_plan",
         "cancel_orders", "confirm_orders", "connect", "delete_refunds", "execute_plan", "fetch_orders", "find_orders",
         "load_ledger", "load_plan", "parse_amount", "place_orders", "read_table", "reconcile", "refund_orders", "run_operation",

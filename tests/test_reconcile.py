@@ -135,7 +135,11 @@ def test_issue11_2_every_artifact_says_what_was_compared(world, tmp_path):
                  "SANDBOX"):
         assert text in html, text
     summary = json.loads(files["summary_json"].read_text())
-    assert summary["run"]["ledger"] == {"name": "ledger.csv", "sha256": digest, "rows": len(ledger)}
+    assert summary["run"]["ledger"] == {"name": "ledger.csv", "sha256": digest, "rows": len(ledger),
+                                        "how_read": "ledger.csv: CSV, comma-separated; columns: Order # → merchant_order_id, "
+                                                    "Backd ID → backd_order_id, Status → status, Total → order_total, "
+                                                    "Refunded → refunded_amount"}
+    assert "Order # → merchant_order_id" in html  # the report says which header became which column
     assert summary["run"]["account"]["public_key"] == "…demo" and summary["sandbox"] is True
     assert summary["run"]["as_of_utc"] == "2026-04-14T14:00:00+00:00" and summary["run"]["currency"] == "USD"
     about = pd.read_excel(files["report_xlsx"], sheet_name="About this run", header=1).set_index("Field")["Value"]

@@ -28,7 +28,7 @@ def refund_input(sb, n=6) -> pd.DataFrame:
 def test_approval_cannot_execute_without_the_typed_confirmation(live, tmp_path):
     frame = refund_input(live)
     frame.loc[99] = ["BO-NOPE", "M-1", "1.00"]
-    panel = BulkRunPanel(live.client(), "refund", source=frame, journal=tmp_path / "j.sqlite")
+    panel = BulkRunPanel(live.client(), "refund", source=frame, journal=tmp_path / "j.sqlite", out_dir=tmp_path)
     panel.plan_button.click()
     assert panel.plan is not None and live.write_requests() == []
     assert "Refund 6 orders, $75.00, locks at 17:00" in panel.approval.value and "Not sent: 1 invalid" in panel.approval.value
@@ -54,7 +54,7 @@ def test_the_panel_executes_the_plan_it_displayed_and_says_what_drifted(live, tm
     placed = next(i for i in live.store.ids() if live.store.find(i)["status"] == "order_placed")
     frame.loc[2] = [placed, live.store.find(placed)["merchant_order_id"], "12.50"]
     client = live.client()
-    panel = BulkRunPanel(client, "refund", source=frame, journal=tmp_path / "j.sqlite")
+    panel = BulkRunPanel(client, "refund", source=frame, journal=tmp_path / "j.sqlite", out_dir=tmp_path)
     panel.make_plan()
     assert "Refund 2 orders, $25.00" in panel.approval.value and "Not sent: 1 invalid" in panel.approval.value
     client.confirm_order(placed)  # a colleague, while the plan is on screen
@@ -64,14 +64,14 @@ def test_the_panel_executes_the_plan_it_displayed_and_says_what_drifted(live, tm
     assert result.outcome.tolist() == ["done", "drifted", "invalid"]
     assert "active refund is now $3.00 (was none)" in result.message[1]
     assert dict(live.writes_per_order("refund")) == {frame.backd_order_id[0]: 1, frame.backd_order_id[1]: 1}  # ours, and the colleague's
-    assert "1 row(s) drifted since the plan and were not sent" in panel.result_output.outputs[0]["data"]["text/html"]
+    assert "Not sent: 1 drifted" in panel.result_output.outputs[0]["data"]["text/html"]
 
 
 def test_a_saved_plan_opens_in_the_panel(live, tmp_path):
     import backd_ops
 
     plan = backd_ops.refund_orders(live.client(), refund_input(live, 2), progress=False)
-    panel = BulkRunPanel(live.client(), plan=backd_ops.load_plan(plan.backd.save(tmp_path / "plan.json")), journal=tmp_path / "j.sqlite")
+    panel = BulkRunPanel(live.client(), plan=backd_ops.load_plan(plan.backd.save(tmp_path / "plan.json")), journal=tmp_path / "j.sqlite", out_dir=tmp_path)
     assert panel.operation == "refund" and "Refund 2 orders, $25.00" in panel.approval.value
     panel.confirm.value = "REFUND 2"
     assert panel.execute().outcome.eq("done").all()
@@ -95,7 +95,7 @@ def test_cancel_panel_reads_a_file(live, tmp_path):
     placed = [i for i in live.store.ids() if live.store.find(i)["status"] == "order_placed"][:3]
     path = tmp_path / "cancel.csv"
     pd.DataFrame({"backd_order_id": placed}).to_csv(path, index=False)
-    panel = BulkRunPanel(live.client(), "cancel", journal=tmp_path / "j.sqlite")
+    panel = BulkRunPanel(live.client(), "cancel", journal=tmp_path / "j.sqlite", out_dir=tmp_path)
     panel.path.value = str(path)
     panel.make_plan()
     assert panel.approval.value.startswith("<p><b>Cancel 3 orders")
@@ -109,3 +109,37 @@ def test_order_lookup_panel(live):
     panel.button.click()
     assert panel.orders.backd_order_id.tolist() == ["BO-DEMO-000001", "BO-DEMO-000002", "BO-NOPE"]
     assert panel.output.outputs  # rendered into the Output widget, not lost
+
+
+def test_an_uploaded_file_is_read_like_a_path_with_progress_and_a_download(live, tmp_path):
+    """ipywidgets 8's FileUpload value: a semicolon export with a BOM and an empty row, headers as Excel has them."""
+    import base64
+    import re
+
+    chosen = refund_input(live, 3)
+    lines = ["Order ID;Refund Amount"] + [f"{i};12,50" for i in chosen.backd_order_id[:2]] + [";", f"{chosen.backd_order_id[2]};abc"]
+    content = ("\ufeff" + "\r\n".join(lines) + "\r\n").encode()
+    panel = BulkRunPanel(live.client(), "refund", journal=tmp_path / "j.sqlite", out_dir=tmp_path / "results")
+    upload = lambda data: ({"name": "refunds.csv", "type": "text/csv", "size": len(data),  # noqa: E731
+                             "content": memoryview(data), "last_modified": datetime(2026, 4, 14, 9, 0, tzinfo=CHICAGO)},)
+    panel.upload.value = upload(content)
+    panel.plan_button.click()
+    plan = panel.plan
+    assert plan is not None and plan.index.tolist() == [2, 3, 5]  # spreadsheet lines: the empty line 4 skipped
+    assert plan.outcome.tolist() == ["invalid", "invalid", "invalid"]  # a decimal comma, not declared: said per row
+    assert "pass decimal=\",\"" in plan.message[2]
+    info = plan.backd.info
+    assert "refunds.csv: CSV, semicolon-separated; 1 empty row skipped (line 4)" in info.describe_input()
+    assert "Order ID → backd_order_id, Refund Amount → refund_amount" in info.describe_input()
+
+    panel.upload.value = upload(content.replace(b"12,50", b"12.50"))
+    panel.make_plan()
+    assert panel.plan.outcome.tolist() == ["planned", "planned", "invalid"]
+    panel.confirm.value = "REFUND 2"
+    result = panel.execute()
+    assert result.outcome.tolist() == ["done", "done", "invalid"]
+    assert panel.progress_bar.value == panel.progress_bar.max == 2 and panel.progress_bar.bar_style == "success"
+    encoded = re.search(r"base64,([^']+)'", panel.download.value).group(1)
+    downloaded = base64.b64decode(encoded).decode()
+    assert downloaded == panel.result_path.read_bytes().decode() and downloaded.startswith("row,backd_order_id")
+    assert "Refunded 2 orders, $25.00. Not sent: 1 invalid." in panel.result_output.outputs[0]["data"]["text/html"]

@@ -9,7 +9,11 @@ Exit codes (for schedulers; the same for ``run`` and ``reconcile``, see ``errors
 3     configuration, credentials or a guard (missing or wrong keys, production, approval, a run in progress)
 4     Backd could not be reached or answered with an error that stopped the command
 5     the job failed for an unexpected reason (a bug): see the message and the executed notebook
+141   the output was closed early (``backd-ops find ... | head``); nothing else went wrong
 ====  =====================================================================================
+
+Expected conditions (a missing or unreadable file, bad JSON, a closed pipe) end with one line on stderr,
+never a traceback.
 """
 
 from __future__ import annotations
@@ -27,53 +31,81 @@ import pandas as pd
 
 from . import bulk
 from .client import BackdClient
-from .errors import EXIT_CODES, BackdError, InputError, exit_code_for, set_option_style
-from .execution import execute_plan, guard_production
+from .columns import SYNONYMS, parse_mapping
+from .config import TOOL_VERSION, Account, Settings
+from .display import HEAD_ROWS, TAIL_ROWS, plan_text
+from .errors import EXIT_CODES, BackdError, ConfigurationError, InputError, PartialPlanError, exit_code_for, set_option_style
+from .execution import check_partial, execute_plan, guard_production
 from .journal import Journal
-from .plans import approve_plan, load_plan, make_plan, plan_sentence, summarize_outcomes
+from .models import format_money
+from .operations import OPERATIONS, columns_help, template_frame
+from .plans import approve_plan, load_plan, make_plan, plan_sentence, result_sentence, summarize_outcomes
+from .reads import read_ids
 from .reconcile import KINDS
 from .runner import five_lines, resolve_notebook, run_notebook
+from .tables import write_csv, write_excel
 from .undo import undo_run
 
-EXIT_OK, EXIT_ATTENTION, EXIT_INPUT, EXIT_CONFIG, EXIT_BACKD = 0, 1, 2, 3, 4
-_EXIT_HELP = "Exit codes: " + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items()) + "."
+EXIT_OK, EXIT_ATTENTION, EXIT_INPUT, EXIT_CONFIG, EXIT_BACKD, EXIT_BUG, EXIT_PIPE = 0, 1, 2, 3, 4, 5, 141
+_EXIT_HELP = "Exit codes: " + "; ".join(f"{code} {meaning}" for code, meaning in EXIT_CODES.items()) + "; 141 the output was closed early."
 _OPERATION_COMMANDS = {"refund": "refund", "cancel": "cancel", "confirm": "confirm", "delete-refund": "delete_refund",
                        "update": "update", "place": "place"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``backd-ops``; returns the exit code."""
+    set_option_style("cli")  # messages name --flags, not Python arguments (argparse's own errors included)
+    try:
+        return _main(argv)
+    finally:
+        set_option_style("python")  # main() is also called in-process (tests, notebooks)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         parser.print_help()
         return EXIT_INPUT
-    set_option_style("cli")  # messages name --flags, not Python arguments
     try:
-        return args.handler(args)
+        code = args.handler(args)
+        sys.stdout.flush()  # a reader that went away shows here, not as a traceback at exit
+        return code
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_PIPE
     except BackdError as exc:  # one classification for every command (errors.exit_code_for)
-        print(f"backd-ops: {exc}", file=sys.stderr)
-        return exit_code_for(exc)
-    except OSError as exc:  # a path we were given: missing, unreadable, unwritable
-        print(f"backd-ops: {exc.strerror or exc}: {exc.filename or ''}", file=sys.stderr)
-        return EXIT_INPUT
+        return _fail(exc, exit_code_for(exc))
+    except OSError as exc:  # a file we were asked to write or read: no such directory, permission denied, disk full
+        return _fail(f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}", EXIT_INPUT)
     except KeyboardInterrupt:
-        print("backd-ops: interrupted; re-run the same command to resume (nothing is applied twice)", file=sys.stderr)
-        return 130
+        return _fail("interrupted; re-run the same command to resume (nothing is applied twice)", 130)
     except Exception as exc:  # noqa: BLE001 - a bug: say so plainly, with a way to see the traceback
         if os.environ.get("BACKD_OPS_DEBUG"):
             raise
-        print(f"backd-ops: unexpected error ({type(exc).__name__}: {exc}); this is a bug, not your input. "
-              "Set BACKD_OPS_DEBUG=1 to see the traceback", file=sys.stderr)
-        return 5
-    finally:
-        set_option_style("python")  # main() is also called in-process (tests, notebooks)
+        return _fail(f"unexpected error ({type(exc).__name__}: {exc}); this is a bug, not your input. "
+                     "Set BACKD_OPS_DEBUG=1 to see the traceback", EXIT_BUG)
+
+
+def _fail(message: object, code: int) -> int:
+    print(f"backd-ops: {message}", file=sys.stderr)
+    return code
+
+
+def _silence_stdout() -> None:
+    """After a closed pipe, send what is left to /dev/null, so Python's exit-time flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a real file (tests capture it)
+        pass
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="backd-ops", description="Operate on Backd BNPL orders: look up, bulk-correct, reconcile.",
                                      epilog="Credentials: BACKD_PUBLIC_KEY, BACKD_SECRET_KEY, BACKD_ENVIRONMENT, BACKD_BASE_URL "
                                             "(environment or .env). " + _EXIT_HELP)
+    parser.add_argument("--version", action="version", version=f"backd-ops {TOOL_VERSION}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     _add_sandbox(commands)
     _add_find(commands)
@@ -87,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_journal(commands)
     _add_run(commands)
     _add_demo(commands)
+    _add_template(commands)
     return parser
 
 
@@ -141,14 +174,33 @@ def _sandbox(args: argparse.Namespace) -> int:
 def _add_common(p: argparse.ArgumentParser, *, out: bool = True) -> None:
     p.add_argument("--max-workers", type=int, default=None)
     if out:
-        p.add_argument("--out", type=Path, default=None, help="write the result table as CSV")
+        p.add_argument("--out", type=Path, default=None, help="write the result table as CSV (formulas neutralised)")
     p.add_argument("--progress", choices=["auto", "plain", "off"], default="plain")
 
 
+def _add_input_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--column-map", type=_mapping_arg("column_map"), default=None, metavar="MAP",
+                   help='your headers → our columns: "Order #=backd_order_id,Amount=refund_amount" or JSON')
+    p.add_argument("--sheet", default=None, help="the XLSX sheet to read (default: the first)")
+
+
+def _mapping_arg(option: str) -> Any:
+    def parse(text: str) -> dict[str, str]:
+        try:
+            return parse_mapping(text, option=option)
+        except InputError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
 def _add_find(commands: Any) -> None:
-    p = commands.add_parser("find", help="look orders up", description="Look orders up by backd_order_id.")
+    p = commands.add_parser("find", help="look orders up", description="Look orders up by backd_order_id, given as "
+                            "arguments or in a CSV/TSV/XLSX/Parquet file (its backd_order_id column; 'Order ID' and the "
+                            "other usual headers are recognised).")
     p.add_argument("ids", nargs="*", help="backd_order_id values")
-    p.add_argument("--file", type=Path, help="CSV/XLSX with a backd_order_id column")
+    p.add_argument("--file", type=Path, help="CSV/TSV/XLSX/Parquet with a backd_order_id column")
+    _add_input_options(p)
     _add_common(p)
     p.set_defaults(handler=_find)
 
@@ -156,20 +208,21 @@ def _add_find(commands: Any) -> None:
 def _find(args: argparse.Namespace) -> int:
     if not args.ids and not args.file:
         raise InputError("give ids or --file")
-    ids = pd.read_csv(args.file, dtype=str)["backd_order_id"].tolist() if args.file else args.ids
-    frame = bulk.find_orders(BackdClient.from_env(), ids, max_workers=args.max_workers, progress=_progress(args))
+    ids = [*args.ids, *(read_ids(args.file, sheet=args.sheet, column_map=args.column_map) if args.file else [])]
+    client = BackdClient.from_env()
+    _header(client.account)
+    frame = bulk.find_orders(client, ids, max_workers=args.max_workers, progress=_progress(args))
     _show(frame[["backd_order_id", "merchant_order_id", "status", "order_total", "refunded_amount", "active_refund_amount",
                  "active_refund_locked_at", "error"]])
-    _save(frame, args.out)
+    _save(frame, args.out, index=False)  # the index is only a position here: no unnamed first column
     return EXIT_ATTENTION if frame["error"].notna().any() else EXIT_OK
 
 
 def _add_operation(commands: Any, name: str, operation: str) -> None:
     p = commands.add_parser(name, help=f"bulk {operation} from a file (a plan unless --execute)",
-                            description=f"Bulk {operation}: makes the plan (every order read, nothing sent) and prints it; "
-                                        "--save-plan keeps it for review, approval (backd-ops approve) and backd-ops execute; "
-                                        "--execute carries it out now. Re-running never applies anything twice.")
-    p.add_argument("--file", type=Path, required=True, help="CSV/XLSX/Parquet input")
+                            formatter_class=argparse.RawDescriptionHelpFormatter, description=_operation_description(name, operation))
+    p.add_argument("--file", type=Path, required=True, help="CSV/TSV/XLSX/Parquet input (delimiter and header row detected)")
+    _add_input_options(p)
     p.add_argument("--save-plan", type=Path, default=None, metavar="PLAN.json", help="write the plan as JSON (no secret in it)")
     p.add_argument("--execute", action="store_true", help="execute the plan now (default: plan only)")
     if bulk.OPERATIONS[operation].amounts:
@@ -179,7 +232,24 @@ def _add_operation(commands: Any, name: str, operation: str) -> None:
     p.set_defaults(handler=_operation, operation=operation)
 
 
+def _operation_description(name: str, operation: str) -> str:
+    op = OPERATIONS[operation]
+    also = [f"  {c}: also {', '.join(repr(s) for s in SYNONYMS[c][:5])}" for c in op.columns if SYNONYMS.get(c)]
+    return "\n".join([
+        f"Bulk {operation}: makes the plan (every order read, nothing sent) and prints it; --save-plan keeps it for review,",
+        "approval (backd-ops approve) and backd-ops execute; --execute carries it out now (an input with invalid rows",
+        "only with --allow-partial). Re-running never applies anything twice.",
+        "",
+        f"Columns: {columns_help(op)}.",
+        "Headers are matched ignoring case, spaces and punctuation:",
+        *also,
+        f'Other headers: --column-map "Their header=backd_order_id". An example file: backd-ops template {name}.',
+    ])
+
+
 def _add_execute_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-partial", action="store_true",
+                   help="execute the planned rows even if other rows are invalid (default: execute nothing then)")
     p.add_argument("--as", dest="approved_by", default=None, metavar="NAME", help="record your approval as NAME when executing")
     p.add_argument("--confirm-production", action="store_true", help="required to execute against production")
     p.add_argument("--journal", type=Path, default=None, help="SQLite journal (default ~/.backd_ops/journal.sqlite)")
@@ -189,12 +259,13 @@ def _add_execute_options(p: argparse.ArgumentParser) -> None:
 
 def _operation(args: argparse.Namespace) -> int:
     client = BackdClient.from_env()
-    _header(client)
+    _header(client.account)
     if args.execute:
         guard_production(client, args.confirm_production)  # before any request
     plan = make_plan(client, args.operation, args.file, journal=args.journal, max_workers=args.max_workers, progress=_progress(args),
-                     decimal="," if getattr(args, "decimal_comma", False) else ".", resend=args.resend)
-    print(f"PLAN {plan.backd.plan_id[:12]}: {plan_sentence(plan)}")
+                     decimal="," if getattr(args, "decimal_comma", False) else ".", resend=args.resend,
+                     column_map=args.column_map, sheet=args.sheet)
+    _plan_header(plan)
     if args.save_plan:
         print(f"plan saved: {plan.backd.save(args.save_plan)} (approve: backd-ops approve {args.save_plan} --as NAME; "
               f"execute: backd-ops execute {args.save_plan})")
@@ -204,25 +275,55 @@ def _operation(args: argparse.Namespace) -> int:
     return _execute(client, plan, args)
 
 
-def _execute(client: BackdClient, plan: pd.DataFrame, args: argparse.Namespace) -> int:
+def _plan_header(plan: pd.DataFrame) -> None:
+    print(f"PLAN {plan.backd.plan_id[:12]}: {plan_sentence(plan)}")
+    described = plan.backd.info.describe_input()
+    if described:
+        print(f"Input: {described}")
+
+
+def _execute(client: BackdClient, plan: pd.DataFrame, args: argparse.Namespace, *, allow_partial: bool = False) -> int:
+    try:
+        check_partial(plan, allow_partial or args.allow_partial)
+    except PartialPlanError as exc:
+        _report(plan, args.out)
+        print(f"backd-ops: NOT EXECUTED: {exc}", file=sys.stderr)
+        return EXIT_ATTENTION
     result = execute_plan(client, plan, approved_by=args.approved_by, journal=args.journal, max_workers=args.max_workers,
                           progress=_progress(args), confirm_production=args.confirm_production, max_rps=args.max_rps)
     print(f"EXECUTED plan {plan.backd.plan_id[:12]}: journal run {result.attrs['backd_result']['run_id']}")
+    print(result_sentence(result))
     return _report(result, args.out)
 
 
 def _report(frame: pd.DataFrame, out: Path | None) -> int:
-    _show(summarize_outcomes(frame))
+    print(plan_text(frame))
+    _show_summary(summarize_outcomes(frame))
     attention = frame.backd.needs_attention()
-    if len(attention):
+    if len(attention) and len(frame) > HEAD_ROWS + TAIL_ROWS:  # the table above shows only the first and last rows
         print("\nRows that need attention:")
-        _show(attention[["backd_order_id", "outcome", "message"]])
+        print(plan_text(attention))
     _save(frame, out)
     return EXIT_ATTENTION if len(attention) else EXIT_OK
 
 
-def _header(client: BackdClient) -> None:
-    print(f"Backd {client.account.describe()} ({client.account.base_url})")
+def _show_summary(summary: pd.DataFrame) -> None:
+    rows = [f"{outcome}: {int(r.rows)} row{'' if r.rows == 1 else 's'}" + (f", {format_money(r.amount)}" if r.amount else "")
+            for outcome, r in summary.iterrows() if r.rows and outcome != "total"]
+    print("\n" + ("; ".join(rows) or "no rows") + f" (total {int(summary.loc['total', 'rows'])} rows)")
+
+
+def _header(account: Account | None, note: str = "") -> None:
+    """Every command starts by saying where it works: environment, base URL host and account (public key hint)."""
+    where = f"Backd {account.describe()} ({account.base_url})" if account is not None else "Backd: no keys in the environment"
+    print(where + (f"; {note}" if note else ""))
+
+
+def _env_account() -> Account | None:
+    try:
+        return Settings.from_env().account
+    except ConfigurationError:
+        return None
 
 
 # -- plans: approve, execute, undo ----------------------------------------------------------------------------------------
@@ -237,6 +338,7 @@ def _add_approve(commands: Any) -> None:
 def _approve(args: argparse.Namespace) -> int:
     plan = approve_plan(args.plan, args.approved_by, journal=args.journal)
     info = plan.backd.info
+    _header(info.account, "the plan's account")
     print(f"approved plan {info.plan_id[:12]} ({info.operation}, made by {info.created_by} at {info.created_at}): {plan_sentence(plan)}")
     print("approvals: " + ", ".join(f"{a.approved_by} at {a.approved_at}" for a in info.approvals))
     return EXIT_OK
@@ -253,8 +355,8 @@ def _add_execute(commands: Any) -> None:
 def _execute_saved(args: argparse.Namespace) -> int:
     plan = load_plan(args.plan)
     client = BackdClient.from_env()
-    _header(client)
-    print(f"PLAN {plan.backd.plan_id[:12]}: {plan_sentence(plan)}")
+    _header(client.account)
+    _plan_header(plan)
     return _execute(client, plan, args)
 
 
@@ -271,7 +373,7 @@ def _add_undo(commands: Any) -> None:
 
 def _undo(args: argparse.Namespace) -> int:
     client = BackdClient.from_env()
-    _header(client)
+    _header(client.account)
     if args.execute:
         guard_production(client, args.confirm_production)
     plan = undo_run(client, args.run_id, journal=args.journal, max_workers=args.max_workers, progress=_progress(args))
@@ -281,7 +383,7 @@ def _undo(args: argparse.Namespace) -> int:
     if not args.execute:
         print("DRY RUN: nothing was sent (add --execute to decline these refunds)")
         return _report(plan, args.out)
-    return _execute(client, plan, args)
+    return _execute(client, plan, args, allow_partial=True)  # undo declines what it still can, by design
 
 
 # -- reconcile -------------------------------------------------------------------------------------------------------
@@ -292,8 +394,9 @@ def _add_reconcile(commands: Any) -> None:
     p.add_argument("--ledger", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="parent directory of the run folders")
     p.add_argument("--snapshot", type=Path, default=None, help="offline: a saved backd_snapshot.parquet instead of reading Backd")
-    p.add_argument("--column-map", type=_json_option("--column-map"), default=None, help='JSON, e.g. \'{"Order #": "merchant_order_id"}\'')
-    p.add_argument("--status-map", type=_json_option("--status-map"), default=None, help='JSON, e.g. \'{"dispatched": "order_confirmed"}\'')
+    _add_input_options(p)
+    p.add_argument("--status-map", type=_mapping_arg("status_map"), default=None, metavar="MAP",
+                   help='their status → Backd status: "dispatched=order_confirmed" or JSON')
     p.add_argument("--decimal-comma", action="store_true", help="the ledger's amounts are written 1.234,50 (decimal comma)")
     p.add_argument("--tolerance", default="0.01")
     p.add_argument("--stale-days", type=float, default=14)
@@ -313,15 +416,16 @@ def _reconcile(args: argparse.Namespace) -> int:
     fail_on = check_kinds([k.strip() for k in args.fail_on.split(",") if k.strip()])  # a typo stops us before any work
     as_of = parse_as_of(args.as_of)
     if not args.ledger.is_file():
-        raise InputError(f"--ledger: no such file {args.ledger}")
+        raise InputError(f"no such file {args.ledger} (--ledger)")
     client = None if args.snapshot else BackdClient.from_env()
-    if client is not None:
-        _header(client)
+    _header(client.account if client else _env_account(), f"offline: Backd as saved in {args.snapshot}" if args.snapshot else "")
     rec = reconcile(args.ledger, args.snapshot, client=client, tolerance=args.tolerance, stale_days=args.stale_days,
-                    lock_window_hours=args.lock_window_hours, column_map=args.column_map, status_map=args.status_map,
+                    lock_window_hours=args.lock_window_hours, column_map=args.column_map, status_map=args.status_map, sheet=args.sheet,
                     max_workers=args.max_workers, progress=_progress(args), decimal="," if args.decimal_comma else ".",
                     as_of=as_of, findings=False if args.no_track or rec_untrackable(client, args.snapshot) else (args.findings or True))
     folder = rec.save_run(args.out)
+    if rec.record.ledger.how_read:
+        print(f"Ledger: {rec.record.ledger.how_read}")
     counts = rec.counting(fail_on) if fail_on else {}
     code = EXIT_ATTENTION if any(counts.values()) else EXIT_OK
     found = ", ".join(f"{k}: {n}" for k, n in counts.items() if n)
@@ -342,14 +446,6 @@ def _print_run(folder: Path | None, lines: list[str]) -> None:
     for line in lines:
         print(f"  {line}")
 
-
-def _json_option(flag: str) -> Any:
-    def parse(text: str) -> Any:
-        try:
-            return json.loads(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"{flag} must be JSON such as '{{\"Order #\": \"merchant_order_id\"}}' ({exc})") from None
-    return parse
 
 
 # -- findings ------------------------------------------------------------------------------------------------------------
@@ -374,7 +470,7 @@ def _findings_list(args: argparse.Namespace) -> int:
     from .findings import FindingsStore
 
     client = BackdClient.from_env()
-    _header(client)
+    _header(client.account)
     found = FindingsStore(args.findings).open_findings(client.account)
     _show(found[["order_key", "kind", "first_seen", "last_seen", "ledger_value", "backd_value", "note", "owner", "note_status"]])
     return EXIT_OK
@@ -384,7 +480,7 @@ def _findings_note(args: argparse.Namespace) -> int:
     from .findings import FindingsStore
 
     client = BackdClient.from_env()
-    _header(client)
+    _header(client.account)
     FindingsStore(args.findings).annotate_open(client.account, args.order, args.kind, note=args.note, status=args.status, owner=args.owner)
     print(f"noted {args.kind} on {args.order}: {args.status}")
     return EXIT_OK
@@ -400,6 +496,7 @@ def _add_journal(commands: Any) -> None:
 
 def _journal(args: argparse.Namespace) -> int:
     journal = Journal(args.journal)
+    _header(_env_account(), f"journal {journal.path} (runs of every account it holds)")
     if args.run_id:
         _show(journal.actions(args.run_id)[["row_label", "backd_order_id", "outcome", "message", "intent_at", "finished_at"]])
     else:
@@ -424,6 +521,8 @@ def _add_run(commands: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     parameters = {name: _parse_value(value) for name, value in args.parameter}
+    _header(_env_account(), "the notebook's kernel gets the keys from the environment" if _env_account() else
+            "with no keys a scheduled run stops (pass -p backend sandbox to rehearse)")
     outcome = run_notebook(args.notebook, parameters, out_dir=args.out)
     _print_run(outcome.folder, outcome.summary_lines())
     print(f"executed notebook: {outcome.notebook}")
@@ -459,21 +558,49 @@ def _demo(args: argparse.Namespace) -> int:
     return outcome.code
 
 
+# -- template ---------------------------------------------------------------------------------------------------------
+def _add_template(commands: Any) -> None:
+    names = [*_OPERATION_COMMANDS, "ledger"]
+    p = commands.add_parser("template", help="write an example input file", description="Write an example file for an "
+                            "operation (or a ledger for reconcile): its columns, an example row with every column and one "
+                            "with only what is needed. Offline: no keys, no Backd call.")
+    p.add_argument("operation", choices=names, metavar="OPERATION", help=", ".join(names))
+    p.add_argument("--out", type=Path, default=None, help="CSV or .xlsx (default: OPERATION_template.csv)")
+    p.set_defaults(handler=_template)
+
+
+def _template(args: argparse.Namespace) -> int:
+    from .ledger import OPTIONAL, REQUIRED
+    from .ledger import template_frame as ledger_template
+
+    if args.operation == "ledger":
+        frame, needs = ledger_template(), f"required: {', '.join(REQUIRED)}; optional: {', '.join(OPTIONAL)}"
+    else:
+        op = OPERATIONS[_OPERATION_COMMANDS[args.operation]]
+        frame, needs = template_frame(op), columns_help(op)
+    path = args.out or Path(f"{args.operation.replace('-', '_')}_template.csv")
+    if path.exists():
+        raise InputError(f"{path} exists; name another file with --out")
+    written = write_excel({args.operation: frame}, path) if path.suffix.lower() in (".xlsx", ".xlsm") else write_csv(frame, path)
+    print(f"wrote {written}: {', '.join(frame.columns)} ({needs})")
+    return EXIT_OK
+
+
 # -- output helpers ---------------------------------------------------------------------------------------------------
 def _progress(args: argparse.Namespace) -> bool | str:
     return False if args.progress == "off" else args.progress
 
 
 def _show(frame: pd.DataFrame, max_rows: int = 40) -> None:
+    readable = frame.astype(object).where(frame.notna(), "")  # blanks, not <NA>
     with pd.option_context("display.max_rows", max_rows, "display.width", 200, "display.max_colwidth", 90):
-        print(frame.to_string(max_rows=max_rows))
+        print(readable.to_string(max_rows=max_rows))
 
 
-def _save(frame: pd.DataFrame, path: Path | None) -> None:
+def _save(frame: pd.DataFrame, path: Path | None, *, index: bool = True) -> None:
+    """Write a table for people: formulas neutralised (tables.write_csv), the index only where it is a row number."""
     if path is not None:
-        from .tables import write_csv
-
-        print(f"wrote {write_csv(frame, path, index=True)}")
+        print(f"wrote {write_csv(frame, path, index=index)}")
 
 
 if __name__ == "__main__":  # pragma: no cover

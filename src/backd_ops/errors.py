@@ -6,7 +6,8 @@ Our exception hierarchy::
     ├── ConfigurationError(ValueError)   missing/invalid keys, environment or URL
     │   └── PlanAccountError               a plan made for another environment, base URL or account
     ├── InputError(ValueError)           a frame or file that cannot be used at all (names row/column)
-    │   └── PlanError                      a plan file that is unreadable or was changed after it was made
+    │   ├── PlanError                      a plan file that is unreadable or was changed after it was made
+    │   └── PartialPlanError               execute asked for on an input with invalid rows, without allow_partial
     ├── ProductionGuardError             execute against production without the extra confirmation
     ├── ApprovalError                    the approval policy is not met for this plan
     ├── ConcurrentRunError               another process is executing the same plan right now
@@ -38,9 +39,11 @@ __all__ = [
     "APIError",
     "ApprovalError",
     "ConcurrentRunError",
+    "PartialPlanError",
     "PlanAccountError",
     "PlanError",
     "option_hint",
+    "option_name",
     "set_option_style",
     "AuthenticationError",
     "BackdError",
@@ -72,6 +75,8 @@ _OPTIONS = {
     "resend": ("resend=True", "--resend"),
     "allow_partial": ("allow_partial=True", "--allow-partial"),
     "sheet": ("sheet=...", "--sheet"),
+    "approver": ("approved_by='your name'", "--as NAME"),
+    "status_map": ("status_map={'Their status': 'order_confirmed'}", "--status-map 'Their status=order_confirmed'"),
 }
 _option_style = {"style": "python"}
 _secrets: set[str] = set()
@@ -111,6 +116,17 @@ def option_hint(name: str) -> str:
     """
     python, cli = _OPTIONS[name]
     return cli if _option_style["style"] == "cli" else python
+
+
+def option_name(name: str) -> str:
+    """An option's bare name as the user in front of us spells it: ``column_map`` or ``--column-map``.
+
+    Examples
+    --------
+    >>> option_name("column_map")
+    'column_map'
+    """
+    return f"--{name.replace('_', '-')}" if _option_style["style"] == "cli" else name
 
 
 def redact(text: object) -> str:
@@ -205,6 +221,14 @@ class ProductionGuardError(BackdError):
 
 class PlanError(InputError):
     """A plan file that cannot be read, or whose rows no longer hash to its ``plan_id`` (it was edited)."""
+
+
+class PartialPlanError(InputError):
+    """Executing would send only part of an input (some rows are invalid); ``plan`` is the plan, nothing was sent."""
+
+    def __init__(self, message: str = "", *, plan: object = None, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.plan = plan
 
 
 class PlanAccountError(ConfigurationError):

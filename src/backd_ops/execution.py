@@ -34,6 +34,7 @@ from .errors import (
     ApprovalError,
     BackdError,
     NetworkError,
+    PartialPlanError,
     PlanAccountError,
     ProductionGuardError,
     RateLimitError,
@@ -46,6 +47,7 @@ from .models import Order, format_money
 from .operations import ALREADY_DONE, DRIFTED, PLANNED, Operation, OrderState, Verdict, describe_drift, done_message
 from .plans import (
     FAILED,
+    RESULT_ATTR,
     STATE_COLUMNS,
     Approval,
     PlanInfo,
@@ -56,9 +58,10 @@ from .plans import (
     typed_plan_frame,
     verify_plan,
 )
+from .progress import ProgressLike
 from .reads import concurrently, read_order
 
-__all__ = ["execute_plan", "guard_production"]
+__all__ = ["check_partial", "execute_plan", "guard_production"]
 
 DONE, UNCERTAIN = "done", "uncertain"
 MAX_SENDS = 5
@@ -67,12 +70,11 @@ SETTLE_READS = 3
 """Failed read-backs (each with the client's own retries) before an ambiguous write is left ``uncertain``."""
 ANSWERED_SETTLE_S = 1.0
 """After an error Backd answered (a 500, say), nothing is still in flight: read back for this long, not the window."""
-RESULT_ATTR = "backd_result"
 Clock = Callable[[], datetime]
 
 
 def execute_plan(client: BackdClient, plan: pd.DataFrame, *, approved_by: str | None = None, max_workers: int | None = None,
-                 journal: Journal | str | Path | None = None, progress: bool | str = True, confirm_production: bool = False,
+                 journal: Journal | str | Path | None = None, progress: ProgressLike = True, confirm_production: bool = False,
                  approval_policy: ApprovalPolicy | None = None, now: datetime | Clock | None = None,
                  settle_window_s: float | None = None, max_rps: float | None = None) -> pd.DataFrame:
     """Execute exactly the rows ``plan`` marked planned, with their planned amounts; returns one result row per plan row.
@@ -123,6 +125,30 @@ def guard_production(client: BackdClient, confirmed: bool) -> None:
         raise ProductionGuardError(
             "this would move money in PRODUCTION. Run the dry run first, then pass "
             f"{option_hint('confirm_production')} (or set BACKD_CONFIRM_PRODUCTION=yes) to execute. Nothing was sent")
+
+
+def check_partial(plan: pd.DataFrame, allow_partial: bool) -> None:
+    """Refuse to carry out part of an input: with invalid rows, only ``allow_partial`` executes the planned ones.
+
+    Checked before any request, by the bulk verbs with ``execute=True`` and by the command line.
+
+    Examples
+    --------
+    >>> check_partial(pd.DataFrame({"outcome": ["planned", "invalid"]}, index=[2, 3]), allow_partial=False)
+    Traceback (most recent call last):
+    ...
+    backd_ops.errors.PartialPlanError: 1 of 2 rows is invalid (row 3); nothing was sent. Fix the input and run again, or pass allow_partial=True to execute the 1 planned row and leave the invalid one
+    """
+    outcomes = plan["outcome"].astype(str)
+    invalid, planned = plan.index[outcomes == "invalid"], int((outcomes == PLANNED).sum())
+    if allow_partial or not len(invalid) or not planned:
+        return
+    rows = ", ".join(map(str, invalid[:10])) + (", ..." if len(invalid) > 10 else "")
+    one = len(invalid) == 1
+    raise PartialPlanError(
+        f"{len(invalid)} of {len(plan)} rows {'is' if one else 'are'} invalid (row{'' if one else 's'} {rows}); nothing was sent. "
+        f"Fix the input and run again, or pass {option_hint('allow_partial')} to execute the {planned} planned "
+        f"row{'' if planned == 1 else 's'} and leave the invalid {'one' if one else 'ones'}", plan=plan)
 
 
 def gather_approvals(info: PlanInfo, journal: Journal, approved_by: str | None) -> tuple[Approval, ...]:
@@ -233,7 +259,7 @@ class _Run:
         self.held: dict[str, str] = {}
         self.evidence: dict[str, list[Evidence]] = {}
 
-    def execute(self, plan: pd.DataFrame, *, approved_by: str | None, max_workers: int | None, progress: bool | str) -> list[Verdict]:
+    def execute(self, plan: pd.DataFrame, *, approved_by: str | None, max_workers: int | None, progress: ProgressLike) -> list[Verdict]:
         rows = planned_rows(plan, self.op)
         self.journal.start_run(self.claim, operation=self.op.name, account=self.info.account, rows=len(rows), approved_by=approved_by)
         results: list[Verdict | None] = [None if r.verdict.outcome == PLANNED else r.verdict for r in rows]
@@ -446,7 +472,8 @@ def _py(value: Any) -> Any:
 def result_frame(plan: pd.DataFrame, info: PlanInfo, results: list[Verdict], *, run_id: str) -> pd.DataFrame:
     """The plan's rows with what happened: outcome, message, status after, lock time and the run id."""
     frame = plan.copy()
-    frame.attrs = {RESULT_ATTR: {"plan_id": info.plan_id, "run_id": run_id, "operation": info.operation}}
+    frame.attrs = {RESULT_ATTR: {"plan_id": info.plan_id, "run_id": run_id, "operation": info.operation,
+                                 "account": info.account.describe(), "input": info.describe_input()}}
     frame["outcome"] = [r.outcome for r in results]
     frame["message"] = [r.message for r in results]
     frame["locked_at"] = [r.locked_at for r in results]

@@ -13,16 +13,18 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from .columns import map_columns, parse_mapping
 from .errors import InputError
+from .ids import BACKD_ID_PATTERN, normalize_ids
 from .models import OrderStatus
 from .money import to_cents
-from .operations import normalize_columns
-from .tables import read_table
+from .tables import SOURCE_ATTR, read_table, table_source
 
-__all__ = ["DEFAULT_STATUS_MAP", "LedgerError", "load_ledger", "to_cents"]
+__all__ = ["DEFAULT_STATUS_MAP", "LedgerError", "describe_ledger", "load_ledger", "template_frame", "to_cents"]
 
+COLUMNS_ATTR = "backd_columns"
 REQUIRED = ("merchant_order_id", "backd_order_id", "status", "order_total")
-OPTIONAL = ("refunded_amount", "order_date")
+OPTIONAL = ("refunded_amount", "order_date", "profile")
 DEFAULT_STATUS_MAP: dict[str, str] = {
     **{s.value: s.value for s in OrderStatus},
     "created": "order_created", "terms selected": "terms_selected", "placed": "order_placed", "pending": "order_placed",
@@ -30,7 +32,6 @@ DEFAULT_STATUS_MAP: dict[str, str] = {
     "completed": "order_confirmed", "paid": "order_confirmed", "canceled": "order_canceled", "cancelled": "order_canceled",
     "order_cancelled": "order_canceled", "refunded": "refund",
 }
-_BACKD_ID = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 
 
 class LedgerError(InputError):
@@ -43,43 +44,68 @@ class LedgerError(InputError):
         super().__init__(f"the ledger has {len(problems)} bad cell(s); nothing was compared:\n{shown}{more}")
 
 
-def load_ledger(source: str | Path | pd.DataFrame, column_map: Mapping[str, str] | None = None,
-                status_map: Mapping[str, str] | None = None, *, decimal: str = ".") -> pd.DataFrame:
+def load_ledger(source: str | Path | pd.DataFrame, column_map: Mapping[str, str] | str | None = None,
+                status_map: Mapping[str, str] | str | None = None, *, decimal: str = ".", sheet: str | None = None) -> pd.DataFrame:
     """Load and validate the ledger; returns our columns plus ``backd_status``, ``order_total_cents``, ``refunded_cents``.
 
-    ``column_map`` renames the merchant's columns to ours (``merchant_order_id``, ``backd_order_id``, ``status``,
-    ``order_total``, optional ``refunded_amount``, ``order_date``); ``status_map`` adds to
-    :data:`DEFAULT_STATUS_MAP` (case-insensitive). ``decimal=","`` reads ``1.234,50`` style amounts.
-    Raises :class:`LedgerError` naming every bad cell.
+    Columns: required ``merchant_order_id``, ``backd_order_id``, ``status``, ``order_total``; optional
+    ``refunded_amount``, ``order_date``. Headers are matched as in the bulk files (``Backd ID``, ``Total``,
+    ``Refunded``... see :mod:`backd_ops.columns`); ``column_map`` names the others (``{"Order #":
+    "merchant_order_id"}`` or ``"Order #=merchant_order_id"``). ``status_map`` adds to
+    :data:`DEFAULT_STATUS_MAP` (case-insensitive). ``decimal=","`` reads ``1.234,50`` style amounts;
+    ``sheet`` picks an XLSX sheet. Raises :class:`LedgerError` naming every bad cell.
 
     Examples
     --------
     >>> ledger = load_ledger("ledger.csv", column_map={"Order #": "merchant_order_id", "Total": "order_total"})  # doctest: +SKIP
     """
-    frame = read_table(source)
-    if column_map:
-        frame = frame.rename(columns={k: v for k, v in column_map.items()})
-    frame = normalize_columns(frame)
-    missing = [c for c in REQUIRED if c not in frame.columns]
-    if missing:
-        raise InputError(f"the ledger is missing column {', '.join(missing)}; it has {', '.join(map(str, frame.columns))}. "
-                         "Map yours with column_map={'Their name': 'our_name'}")
-    statuses = {k.strip().lower(): v for k, v in {**DEFAULT_STATUS_MAP, **(status_map or {})}.items()}
-    typed, problems = _typed_ledger(frame, statuses, decimal)
+    table = read_table(source, sheet=sheet, header_names=parse_mapping(column_map))
+    mapped = map_columns(table, REQUIRED, OPTIONAL, column_map=column_map, what="the ledger")
+    statuses = {k.strip().lower(): v for k, v in {**DEFAULT_STATUS_MAP, **parse_mapping(status_map, option="status_map")}.items()}
+    typed, problems = _typed_ledger(mapped.frame, statuses, decimal)
     if not problems.empty:
         raise LedgerError(problems)
+    typed.attrs = {SOURCE_ATTR: table.attrs.get(SOURCE_ATTR), COLUMNS_ATTR: mapped.describe()}
     return typed
+
+
+def describe_ledger(ledger: pd.DataFrame) -> str:
+    """How a loaded ledger was read and which header became which column.
+
+    Examples
+    --------
+    >>> describe_ledger(load_ledger(pd.DataFrame({"Order #": ["M-1"], "Backd ID": ["BO-1"], "Status": ["paid"], "Total": ["5"]}),
+    ...                             column_map="Order #=merchant_order_id"))
+    'columns: Order # → merchant_order_id, Backd ID → backd_order_id, Status → status, Total → order_total'
+    """
+    source = table_source(ledger)
+    parts = [source.describe()] if source.format != "frame" else []
+    if ledger.attrs.get(COLUMNS_ATTR):
+        parts.append(f"columns: {ledger.attrs[COLUMNS_ATTR]}")
+    return "; ".join(parts)
+
+
+def template_frame() -> pd.DataFrame:
+    """An example ledger: the required columns, then the optional ones.
+
+    Examples
+    --------
+    >>> list(template_frame().columns)
+    ['merchant_order_id', 'backd_order_id', 'status', 'order_total', 'refunded_amount', 'order_date']
+    """
+    return pd.DataFrame({"merchant_order_id": ["JKLMO4321", "JKLMO4322"], "backd_order_id": ["BO-20260416-0001", ""],
+                         "status": ["shipped", "pending"], "order_total": ["9,150.00", "120.00"], "refunded_amount": ["25.00", ""],
+                         "order_date": ["2026-04-16", "2026-04-17"]})
 
 
 def _typed_ledger(frame: pd.DataFrame, statuses: dict[str, str], decimal: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     out = pd.DataFrame(index=frame.index)
     checks: list[tuple[str, pd.Series, pd.Series]] = []  # (column, bad mask, problem text)
     for column in ("merchant_order_id", "backd_order_id"):
-        text = frame[column].astype("string").str.strip()
-        text = text.where(text != "")
-        out[column] = text
+        out[column], id_problem = normalize_ids(frame[column])
+        checks.append((column, id_problem.ne(""), id_problem))
     checks.append(("merchant_order_id", out["merchant_order_id"].isna(), pd.Series("is blank", index=frame.index)))
-    bad_id = out["backd_order_id"].notna() & ~out["backd_order_id"].str.fullmatch(_BACKD_ID).fillna(False).astype(bool)
+    bad_id = out["backd_order_id"].notna() & ~out["backd_order_id"].str.fullmatch(BACKD_ID_PATTERN).fillna(False).astype(bool)
     checks.append(("backd_order_id", bad_id, pd.Series("is not a Backd order id", index=frame.index)))
     out["status"] = frame["status"].astype("string").str.strip()
     out["backd_status"] = out["status"].str.lower().map(statuses).astype("string")
@@ -96,6 +122,8 @@ def _typed_ledger(frame: pd.DataFrame, statuses: dict[str, str], decimal: str) -
     checks.append(("refunded_amount", out["refunded_cents"] < 0, pd.Series("is negative", index=frame.index)))
     checks.append(("refunded_amount", out["refunded_cents"] > out["order_total_cents"].fillna(np.iinfo(np.int64).max),
                    pd.Series("is more than order_total", index=frame.index)))
+    if "profile" in frame.columns:  # whose account the row is (backd_ops.accounts); ignored by a one-account run
+        out["profile"] = frame["profile"].astype("string").str.strip()
     if "order_date" in frame.columns:
         out["order_date"] = pd.to_datetime(frame["order_date"], errors="coerce")
         checks.append(("order_date", out["order_date"].isna() & frame["order_date"].notna(), pd.Series("is not a date", index=frame.index)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,15 +22,19 @@ import pandas as pd
 from .client import BackdClient
 from .config import Settings
 from .errors import ConfigurationError, FindingsError, InputError
+from .execution import check_partial
+from .plans import result_sentence
 from .reconcile import KINDS, check_kinds
 
-__all__ = ["NOTEBOOK_PARAMETERS", "Session", "check_parameters", "check_run_parameters", "is_scheduled", "open_session",
-           "refuse_secret_parameters"]
+__all__ = ["NOTEBOOK_PARAMETERS", "Session", "check_parameters", "check_partial", "check_run_parameters", "is_scheduled",
+           "open_session", "read_ids", "refuse_secret_parameters", "result_sentence"]
 
 SCHEDULED_ENV = "BACKD_OPS_SCHEDULED"
 _JUPYTER_SERVERS = ("jupyter-lab", "jupyter-notebook", "jupyter-server", "jupyter-nbclassic", "jupyterlab", "jupyter_server")
 
-_SECRET_WORDS = ("secret", "password", "token", "key", "auth")
+_SECRET_WORDS = ("secret", "password", "passwd", "token", "key", "auth", "credential", "private")
+_SECRET_KEY_WORDS = tuple(w for w in _SECRET_WORDS if w != "key")  # inside a value: a header "Order Key" is fine
+_SECRET_VALUE = re.compile(r"(?i)\bsk_[a-z0-9_\-]{4,}|\bbasic\s+[a-z0-9+/=]{8,}")
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,8 @@ _COMMON = {
 NOTEBOOK_PARAMETERS: dict[str, dict[str, Param]] = {
     "reconciliation": {
         **_COMMON,
-        "ledger_path": Param((str,), 'CSV/XLSX/Parquet ledger; "" uses the demo ledger of the embedded sandbox'),
+        "ledger_path": Param((str,), 'CSV/TSV/XLSX/Parquet ledger; "" uses the demo ledger of the embedded sandbox'),
+        "sheet": Param((str,), 'the XLSX sheet; "" = the first'),
         "column_map": Param((dict,), "merchant column → our column"),
         "status_map": Param((dict,), "merchant status → Backd status (adds to the defaults)"),
         "out_dir": Param((str,), "where reports, CSVs and the snapshot go"),
@@ -68,9 +74,12 @@ NOTEBOOK_PARAMETERS: dict[str, dict[str, Param]] = {
         **_COMMON,
         "operation": Param((str,), "refund, cancel, confirm, delete_refund, update or place",
                            ("refund", "cancel", "confirm", "delete_refund", "update", "place")),
-        "input_path": Param((str,), 'CSV/XLSX of rows; "" builds a small demo input from the sandbox'),
+        "input_path": Param((str,), 'CSV/TSV/XLSX/Parquet of rows; "" builds a small demo input from the sandbox'),
+        "column_map": Param((dict,), "your header → our column, for headers not recognised by name or synonym"),
+        "sheet": Param((str,), 'the XLSX sheet; "" = the first'),
         "plan_path": Param((str,), 'a saved (approved) plan to execute instead of planning input_path; "" plans input_path'),
         "execute": Param((bool,), "True executes the plan without the approval panel (scheduled/one-off runs)"),
+        "allow_partial": Param((bool,), "with execute: also when some rows are invalid (else nothing is executed)"),
         "journal_path": Param((str,), 'SQLite journal; "" = the default (~/.backd_ops/journal.sqlite or $BACKD_OPS_JOURNAL)'),
         "out_dir": Param((str,), "where the plan and results CSVs go"),
         "max_workers": Param((int,), "concurrent requests"),
@@ -80,7 +89,7 @@ NOTEBOOK_PARAMETERS: dict[str, dict[str, Param]] = {
     "order_lookup": {
         **_COMMON,
         "order_ids": Param((list, str), "ids to look up (a list, or text with one id per line)"),
-        "ids_path": Param((str,), 'a CSV/XLSX with a backd_order_id column; "" to use order_ids'),
+        "ids_path": Param((str,), 'a CSV/TSV/XLSX/Parquet with a backd_order_id column; "" to use order_ids'),
     },
 }
 
@@ -88,9 +97,12 @@ NOTEBOOK_PARAMETERS: dict[str, dict[str, Param]] = {
 def refuse_secret_parameters(names: list[str] | Mapping[str, Any]) -> None:
     """Refuse anything that looks like a credential: it would be stored in the executed notebook.
 
+    Names with a credential word, and (given a mapping) values that hold one: a key like ``sk_...``, a Basic
+    credential, the configured ``BACKD_SECRET_KEY``, or a nested name such as ``{"secret": ...}``.
+
     Examples
     --------
-    >>> refuse_secret_parameters(["ledger_path"])
+    >>> refuse_secret_parameters({"ledger_path": "ledger.csv"})
     >>> refuse_secret_parameters(["secret_key"])
     Traceback (most recent call last):
     ...
@@ -100,6 +112,29 @@ def refuse_secret_parameters(names: list[str] | Mapping[str, Any]) -> None:
         if any(word in name.lower() for word in _SECRET_WORDS):
             raise ConfigurationError(f"{name} looks like a credential: credentials come from the environment or .env, "
                                      "never from notebook parameters")
+    if isinstance(names, Mapping):
+        for name, value in names.items():
+            if _holds_secret(value, _configured_secrets()):
+                raise ConfigurationError(f"the value of {name} looks like a credential (a secret key or a name such as "
+                                         "'secret'): credentials come from the environment or .env, never from notebook parameters")
+
+
+def _holds_secret(value: Any, known: set[str]) -> bool:
+    if isinstance(value, Mapping):
+        return any(_holds_secret(str(k), known) or any(w in str(k).lower() for w in _SECRET_KEY_WORDS) or _holds_secret(v, known)
+                   for k, v in value.items())
+    if isinstance(value, (list, tuple, set)):
+        return any(_holds_secret(v, known) for v in value)
+    text = str(value)
+    return bool(_SECRET_VALUE.search(text)) or any(secret in text for secret in known)
+
+
+def _configured_secrets() -> set[str]:
+    """The secret key of the environment and .env (and its Basic form), if any."""
+    from dotenv import dotenv_values
+
+    found = {os.environ.get("BACKD_SECRET_KEY", ""), str(dotenv_values(".env").get("BACKD_SECRET_KEY") or "")}
+    return {s.strip() for s in found if s and len(s.strip()) >= 6}
 
 
 def check_run_parameters(notebook: str, parameters: Mapping[str, Any]) -> None:
@@ -114,7 +149,7 @@ def check_run_parameters(notebook: str, parameters: Mapping[str, Any]) -> None:
     backd_ops.errors.InputError: unknown finding kind 'missing_in_bakd' (did you mean 'missing_in_backd'?); the kinds are: missing_in_backd, missing_in_ledger, lookup_failed, duplicate_in_ledger, order_total_mismatch, refunded_amount_mismatch, refund_locks_soon, status_mismatch, merchant_order_id_mismatch, stale_order_placed, unverifiable
     """
     spec = NOTEBOOK_PARAMETERS[notebook]
-    refuse_secret_parameters([n for n in parameters if n not in spec])
+    refuse_secret_parameters(dict(parameters))  # names and values: papermill would store both in the notebook
     _refuse_unknown(notebook, parameters, spec)
     for name, value in parameters.items():
         _check_one(name, value, spec[name])
@@ -306,6 +341,19 @@ def demo_bulk_input(session: Session, operation: str, *, rows: int = 8) -> pd.Da
         chosen = chosen[chosen["active_refund_locked_at"] > pd.Timestamp.now(tz="America/Chicago")]
     columns = ["backd_order_id"] if operation == "cancel" else ["backd_order_id", "merchant_order_id"]
     return chosen[columns].head(rows).reset_index(drop=True)
+
+
+def read_ids(path: str, *, sheet: str | None = None, column_map: Mapping[str, str] | None = None) -> list[str]:
+    """The ids in a file's ``backd_order_id`` column (its header matched as in bulk files: "Order ID", ...).
+
+    Examples
+    --------
+    >>> read_ids("ids.xlsx")                 # doctest: +SKIP
+    ['BO-DEMO-000001', 'BO-DEMO-000002']
+    """
+    from .reads import read_ids as read
+
+    return read(path, sheet=sheet or None, column_map=column_map or None)
 
 
 def saved_plan(path: str, operation: str) -> pd.DataFrame:

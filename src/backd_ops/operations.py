@@ -8,25 +8,26 @@ rule settles an ambiguous write: after reading the order back, ``already_done`` 
 
 from __future__ import annotations
 
-import math
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import pandas as pd
 
+from .columns import MappedColumns, map_columns
 from .errors import InputError
+from .ids import check_backd_id, check_merchant_id, is_blank, normalize_id
 from .locking import refund_locked_at
 from .models import AMOUNT_FIELDS, Order, OrderStatus, RefundStatus, format_money
 from .money import parse_amount
 
-__all__ = ["OPERATIONS", "Operation", "OrderState", "RowInput", "Verdict", "describe_drift", "validate_frame"]
+__all__ = ["OPERATIONS", "Operation", "OrderState", "RowInput", "Verdict", "columns_help", "describe_drift",
+           "fill_from_backd", "map_input", "template_frame", "validate_frame"]
 
 PLANNED, ALREADY_DONE, INVALID, DRIFTED = "planned", "already_done", "invalid", "drifted"
-_BACKD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-_MERCHANT_ID = re.compile(r"^[^=+@\x00-\x1f\x7f][^\x00-\x1f\x7f]{0,127}$")
+_COLUMN_ORDER = ("backd_order_id", "merchant_order_id", "refund_amount", *AMOUNT_FIELDS, "merchant_order_status")
 
 
 @dataclass(frozen=True)
@@ -146,10 +147,16 @@ class Operation:
     amounts: tuple[str, ...] = ()
     plan: Callable[[dict, Order, datetime], Verdict] = field(repr=False, default=None)  # type: ignore[assignment]
     verb: str = ""
+    past: str = ""
+    fills_merchant_id: bool = False
+    """A blank ``merchant_order_id`` is taken from Backd's record (and checked against it when given)."""
+    needs_merchant_id: bool = False
+    """The endpoint requires ``merchant_order_id``: blank in the file and absent from Backd's record is invalid."""
 
     @property
     def columns(self) -> tuple[str, ...]:
-        return self.required + self.optional
+        """The columns in one fixed order (it is part of every plan_id), whichever are required."""
+        return tuple(sorted(self.required + self.optional, key=_COLUMN_ORDER.index))
 
     def request(self, values: dict) -> dict:
         """The call's arguments for this row (what is journaled and sent)."""
@@ -157,16 +164,21 @@ class Operation:
 
 
 # -- validation ------------------------------------------------------------------------------------------------
-def normalize_columns(frame: pd.DataFrame) -> pd.DataFrame:
-    """Column names stripped, lower-cased, spaces and dashes as underscores ("Backd Order ID" → backd_order_id)."""
-    renamed = [re.sub(r"[\s\-]+", "_", str(c).strip().lower()) for c in frame.columns]
-    duplicated = sorted({c for c in renamed if renamed.count(c) > 1})
-    if duplicated:
-        raise InputError(f"column {', '.join(duplicated)} appears more than once; keep one")
-    return frame.set_axis(renamed, axis=1)
+def map_input(frame: pd.DataFrame, operation: Operation, *, column_map: Mapping[str, str] | str | None = None) -> MappedColumns:
+    """The operation's columns taken from ``frame`` by name, synonym or ``column_map`` (see :mod:`backd_ops.columns`).
+
+    Examples
+    --------
+    >>> map_input(pd.DataFrame({"Order ID": ["BO-1"], "Amount": ["5"]}), OPERATIONS["refund"]).describe()
+    'Order ID → backd_order_id, Amount → refund_amount'
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise InputError(f"expected a DataFrame (or a CSV/XLSX/Parquet path), got {type(frame).__name__}")
+    return map_columns(frame, operation.required, operation.optional, column_map=column_map, what=operation.name)
 
 
-def validate_frame(frame: pd.DataFrame, operation: Operation, *, decimal: str = ".") -> list[RowInput]:
+def validate_frame(frame: pd.DataFrame, operation: Operation, *, decimal: str = ".",
+                   column_map: Mapping[str, str] | str | None = None) -> list[RowInput]:
     """Check columns (whole-frame error) and every cell (per-row ``invalid``), including duplicate orders.
 
     Examples
@@ -175,19 +187,23 @@ def validate_frame(frame: pd.DataFrame, operation: Operation, *, decimal: str = 
     >>> rows[1].error.message
     'row 1, column backd_order_id: BO-1 also appears in row 0; one action per order per run'
     """
-    if not isinstance(frame, pd.DataFrame):
-        raise InputError(f"expected a DataFrame (or a CSV/XLSX path), got {type(frame).__name__}")
-    frame = normalize_columns(frame)
-    missing = [c for c in operation.required if c not in frame.columns]
-    if missing:
-        raise InputError(
-            f"{operation.name}: missing column {', '.join(missing)}; the input has {', '.join(map(str, frame.columns)) or 'no columns'}"
-            f" (needs {', '.join(operation.required)}{'; optional ' + ', '.join(operation.optional) if operation.optional else ''})"
-        )
-    present = [c for c in operation.columns if c in frame.columns]
-    records = frame[present].to_dict("records")
-    rows = [_validate_row(pos, label, record, operation, decimal) for pos, (label, record) in enumerate(zip(frame.index, records))]
+    mapped = map_input(frame, operation, column_map=column_map).frame
+    records = mapped.to_dict("records")
+    rows = [_validate_row(pos, label, record, operation, decimal) for pos, (label, record) in enumerate(zip(mapped.index, records))]
     return _flag_duplicates(rows)
+
+
+def columns_help(operation: Operation) -> str:
+    """The columns an operation takes, for ``--help`` and docstrings.
+
+    Examples
+    --------
+    >>> columns_help(OPERATIONS["refund"])
+    'required: backd_order_id, refund_amount; optional: merchant_order_id (blank: taken from Backd, checked when given)'
+    """
+    optional = [f"{c} (blank: taken from Backd, checked when given)" if c == "merchant_order_id" and operation.fills_merchant_id else c
+                for c in operation.columns if c in operation.optional]
+    return f"required: {', '.join(operation.required)}" + (f"; optional: {', '.join(optional)}" if optional else "")
 
 
 def _validate_row(position: int, label: Any, record: dict, operation: Operation, decimal: str) -> RowInput:
@@ -199,14 +215,14 @@ def _validate_row(position: int, label: Any, record: dict, operation: Operation,
         except ValueError as exc:
             verdict = Verdict(INVALID, f"row {label}, column {column}: {exc}", column)
             return RowInput(position, label, {**values, column: _display(raw)}, verdict)
-    if operation.name == "update" and not any(values.get(c) is not None for c in operation.optional):
-        verdict = Verdict(INVALID, f"row {label}: nothing to update; fill at least one of {', '.join(operation.optional)}")
+    if operation.name == "update" and not any(values.get(c) is not None for c in _UPDATABLE):
+        verdict = Verdict(INVALID, f"row {label}: nothing to update; fill at least one of {', '.join(_UPDATABLE)}")
         return RowInput(position, label, values, verdict)
     return RowInput(position, label, values)
 
 
 def _clean_cell(column: str, raw: Any, operation: Operation, decimal: str) -> Any:
-    blank = _is_blank(raw)
+    blank = is_blank(raw)
     if column in operation.amounts:
         if blank:
             if column in operation.required:
@@ -220,11 +236,11 @@ def _clean_cell(column: str, raw: Any, operation: Operation, decimal: str) -> An
         if column in operation.required:
             raise ValueError("is blank")
         return None
-    text = _as_text(raw)
-    if column == "backd_order_id" and not _BACKD_ID.match(text):
-        raise ValueError(f"{_display(text)!r} is not a Backd order id (letters, digits, '-', '_', '.', ':'; at most 128)")
-    if column == "merchant_order_id" and not _MERCHANT_ID.match(text):
-        raise ValueError(f"{_display(text)!r} is not a valid merchant_order_id (no control characters or leading =, +, @; at most 128)")
+    text = normalize_id(raw) if column.endswith("_id") else str(raw).strip()
+    if column == "backd_order_id":
+        return check_backd_id(text)
+    if column == "merchant_order_id":
+        return check_merchant_id(text)
     return text
 
 
@@ -245,27 +261,8 @@ def _flag_duplicates(rows: list[RowInput]) -> list[RowInput]:
     return [flagged.get(row.position, row) for row in rows]
 
 
-def _is_blank(value: Any) -> bool:
-    if value is None or value is pd.NA or value is pd.NaT:
-        return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
-    return isinstance(value, str) and not value.strip()
-
-
-def _as_text(value: Any) -> str:
-    """Ids as text; a spreadsheet's 100045.0 is the id 100045, but 1.5 is not an id."""
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not an id")
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise ValueError(f"{value!r} is not an id")
-        return str(int(value))
-    return str(value).strip()
-
-
 def _display(value: Any) -> str:
-    text = "" if _is_blank(value) else str(value)
+    text = "" if is_blank(value) else str(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -419,11 +416,58 @@ def _when(moment: datetime | None) -> str:
 OPERATIONS: dict[str, Operation] = {
     op.name: op
     for op in (
-        Operation("refund", "refund", ("backd_order_id", "merchant_order_id", "refund_amount"), amounts=("refund_amount",), plan=plan_refund, verb="Refund"),
-        Operation("cancel", "cancel_order", ("backd_order_id",), plan=plan_cancel, verb="Cancel"),
-        Operation("confirm", "confirm_order", ("backd_order_id",), ("merchant_order_id",), plan=plan_confirm, verb="Confirm"),
-        Operation("delete_refund", "delete_refund", ("backd_order_id", "merchant_order_id"), plan=plan_delete_refund, verb="Decline the refund on"),
-        Operation("update", "update_order", ("backd_order_id", "merchant_order_id"), _UPDATABLE, amounts=AMOUNT_FIELDS, plan=plan_update, verb="Update"),
-        Operation("place", "order_placed", ("backd_order_id", "merchant_order_id"), plan=plan_place, verb="Place"),
+        Operation("refund", "refund", ("backd_order_id", "refund_amount"), ("merchant_order_id",), amounts=("refund_amount",),
+                  plan=plan_refund, verb="Refund", past="Refunded", fills_merchant_id=True, needs_merchant_id=True),
+        Operation("cancel", "cancel_order", ("backd_order_id",), plan=plan_cancel, verb="Cancel", past="Canceled"),
+        Operation("confirm", "confirm_order", ("backd_order_id",), ("merchant_order_id",), plan=plan_confirm, verb="Confirm",
+                  past="Confirmed", fills_merchant_id=True),
+        Operation("delete_refund", "delete_refund", ("backd_order_id",), ("merchant_order_id",), plan=plan_delete_refund,
+                  verb="Decline the refund on", past="Declined the refund on", fills_merchant_id=True, needs_merchant_id=True),
+        Operation("update", "update_order", ("backd_order_id",), ("merchant_order_id", *_UPDATABLE), amounts=AMOUNT_FIELDS,
+                  plan=plan_update, verb="Update", past="Updated", fills_merchant_id=True, needs_merchant_id=True),
+        Operation("place", "order_placed", ("backd_order_id", "merchant_order_id"), plan=plan_place, verb="Place", past="Placed"),
     )
 }
+
+
+_EXAMPLE = {
+    "backd_order_id": ("BO-20260416-0001", "BO-20260416-0002"), "merchant_order_id": ("JKLMO4321", "JKLMO4322"),
+    "refund_amount": ("25.00", "1,250.50"), "order_total": ("9150.00", ""), "cart_amount": ("9000.00", ""),
+    "tax_amount": ("100.00", ""), "shipping_amount": ("50.00", ""), "discount_amount": ("0.00", ""),
+    "merchant_order_status": ("shipped", "processing"),
+}
+
+
+def template_frame(operation: Operation) -> pd.DataFrame:
+    """An example input for ``operation``: every column filled in the first row, only what is needed in the second.
+
+    Examples
+    --------
+    >>> template_frame(OPERATIONS["refund"]).to_dict("records")[1]
+    {'backd_order_id': 'BO-20260416-0002', 'merchant_order_id': '', 'refund_amount': '1,250.50'}
+    """
+    needed = set(operation.required) | ({"merchant_order_status"} if operation.name == "update" else set())
+    return pd.DataFrame({c: [_EXAMPLE[c][0], _EXAMPLE[c][1] if c in needed else ""] for c in operation.columns})
+
+
+def fill_from_backd(operation: Operation, row: RowInput, order: Order) -> RowInput:
+    """The row with a blank ``merchant_order_id`` taken from Backd's record, so the plan (and its hash) carries what is sent.
+
+    A given ``merchant_order_id`` is left as it is (the planning rule checks it against Backd's).
+
+    Examples
+    --------
+    >>> row = RowInput(0, 2, {"backd_order_id": "BO-1", "merchant_order_id": None, "refund_amount": Decimal("5.00")})
+    >>> order = Order.from_wire({"backd_order_id": "BO-1", "merchant_order_id": "M-1", "status": "order_confirmed", "order_total": 9})
+    >>> fill_from_backd(OPERATIONS["refund"], row, order).values["merchant_order_id"]
+    'M-1'
+    """
+    if row.error is not None or not operation.fills_merchant_id or row.values.get("merchant_order_id") is not None:
+        return row
+    if order.merchant_order_id:
+        return replace(row, values={**row.values, "merchant_order_id": order.merchant_order_id})
+    if operation.needs_merchant_id:
+        verdict = Verdict(INVALID, f"row {row.label}, column merchant_order_id: is blank, and Backd's order "
+                          f"{order.backd_order_id} has none to use; fill it in", "merchant_order_id")
+        return replace(row, error=verdict)
+    return row

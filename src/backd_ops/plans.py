@@ -20,21 +20,37 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import pandas as pd
 import pyarrow as pa
 
 from .client import BackdClient
+from .columns import ColumnMatch, describe_matches, parse_mapping
 from .config import TOOL_VERSION, Account, ApprovalPolicy, current_user
-from .errors import ApprovalError, AuthenticationError, BackdError, InputError, NotFoundError, PlanError
+from .display import as_plan_frame
+from .errors import ApprovalError, AuthenticationError, BackdError, InputError, NotFoundError, PlanError, option_hint
 from .journal import Evidence, Journal
 from .locking import CHICAGO
 from .models import MONEY_DTYPE, Order, format_money
 from .money import parse_amount
-from .operations import ALREADY_DONE, DRIFTED, INVALID, OPERATIONS, PLANNED, Operation, OrderState, RowInput, Verdict, validate_frame
+from .operations import (
+    ALREADY_DONE,
+    DRIFTED,
+    INVALID,
+    OPERATIONS,
+    PLANNED,
+    Operation,
+    OrderState,
+    RowInput,
+    Verdict,
+    fill_from_backd,
+    map_input,
+    validate_frame,
+)
+from .progress import ProgressLike
 from .reads import as_id_list, fetch_orders
-from .tables import read_table, write_csv
+from .tables import TableSource, read_table, table_source, write_csv
 
 __all__ = [
     "OUTCOMES",
@@ -47,6 +63,7 @@ __all__ = [
     "make_plan",
     "plan_sentence",
     "request_key",
+    "result_sentence",
     "same_person",
     "summarize_outcomes",
     "verify_plan",
@@ -54,6 +71,7 @@ __all__ = [
 
 FORMAT = "backd_ops.plan/1"
 PLAN_ATTR = "backd_plan"
+RESULT_ATTR = "backd_result"
 OUTCOMES = ("planned", "done", "already_done", "drifted", "invalid", "failed", "uncertain")
 FAILED = "failed"
 STATE_COLUMNS = tuple(f"before_{name}" for name in OrderState.names())
@@ -105,6 +123,9 @@ class PlanInfo:
     four_eyes_above: str | None = None
     tool_version: str = TOOL_VERSION
     approvals: tuple[Approval, ...] = field(default=())
+    table: TableSource | None = None
+    columns: tuple[ColumnMatch, ...] = ()
+    unused_columns: tuple[str, ...] = ()
 
     @property
     def policy(self) -> ApprovalPolicy:
@@ -122,30 +143,61 @@ class PlanInfo:
     def approved_by(self) -> list[str]:
         return [a.approved_by for a in self.approvals]
 
+    def __deepcopy__(self, memo: dict) -> PlanInfo:
+        # pandas deep-copies frame.attrs on nearly every operation; a frozen PlanInfo of immutable parts is its own copy
+        return self
+
+    def describe_input(self) -> str:
+        """How the input was read and which header became which column, e.g. for the plan's header.
+
+        Examples
+        --------
+        >>> info = PlanInfo("", "refund", "sandbox", "http://h/api", "pk", "", "", table=TableSource("r.csv", "csv", ";"),
+        ...                 columns=(ColumnMatch("Order ID", "backd_order_id", "synonym"),))
+        >>> info.describe_input()
+        'r.csv: CSV, semicolon-separated. Columns: Order ID → backd_order_id; merchant_order_id from Backd'
+        """
+        parts = [self.table.describe()] if self.table is not None and self.table.format != "frame" else []
+        if self.columns:
+            text = f"Columns: {describe_matches(self.columns, self.unused_columns)}"
+            if self.op.fills_merchant_id and "merchant_order_id" not in {m.column for m in self.columns}:
+                text += "; merchant_order_id from Backd"
+            parts.append(text)
+        return ". ".join(parts)
+
 
 # -- making a plan ---------------------------------------------------------------------------------------------------
 def make_plan(client: BackdClient, operation: str | Operation, frame: FrameLike | Sequence[str], *,
-              journal: Journal | str | Path | None = None, max_workers: int | None = None, progress: bool | str = True,
-              now: datetime | None = None, decimal: str = ".", resend: bool = False) -> pd.DataFrame:
+              journal: Journal | str | Path | None = None, max_workers: int | None = None, progress: ProgressLike = True,
+              now: datetime | None = None, decimal: str = ".", resend: bool = False,
+              column_map: Mapping[str, str] | str | None = None, sheet: str | None = None) -> pd.DataFrame:
     """Validate the input, read every order, and plan each row: the dry run every bulk operation starts with.
 
-    The journal (if one exists) is read, never written: a row an earlier run did is ``already_done`` (naming
-    the run) where Backd shows it, and ``drifted`` where Backd no longer does (``resend=True`` plans it again).
+    ``frame`` is a DataFrame, a CSV/TSV/XLSX/Parquet path (``sheet`` picks an XLSX sheet) or a list of ids.
+    Headers are matched by name and common synonyms; ``column_map`` names the rest (see
+    :mod:`backd_ops.columns`). A blank ``merchant_order_id`` is taken from Backd's record where the operation
+    allows it, and a given one is checked against it. The journal (if one exists) is read, never written: a
+    row an earlier run did is ``already_done`` (naming the run) where Backd shows it, and ``drifted`` where
+    Backd no longer does (``resend=True`` plans it again).
 
     Examples
     --------
-    >>> plan = make_plan(client, "refund", "refunds.csv")        # doctest: +SKIP
-    >>> plan.backd.plan_id, plan.backd.sentence()                 # doctest: +SKIP
+    >>> plan = make_plan(client, "refund", "refunds.csv", column_map="Order #=backd_order_id")   # doctest: +SKIP
+    >>> plan.backd.plan_id, plan.backd.sentence(), plan.backd.info.describe_input()             # doctest: +SKIP
     """
     op = OPERATIONS[operation] if isinstance(operation, str) else operation
     source = str(frame) if isinstance(frame, (str, Path)) and _looks_like_path(str(frame)) else None
-    rows = validate_frame(input_frame(frame), op, decimal=decimal)
+    table = input_frame(frame, sheet=sheet, header_names=parse_mapping(column_map))
+    mapped = map_input(table, op, column_map=column_map)
+    rows = validate_frame(mapped.frame, op, decimal=decimal)
     moment = (now or datetime.now(CHICAGO)).astimezone(CHICAGO)
     evidence = _evidence(journal, client.account, op, rows)
     orders = _read_orders(client, rows, max_workers=max_workers, progress=progress)
+    rows = [fill_from_backd(op, row, read) if isinstance(read := orders.get(row.backd_order_id), Order) else row for row in rows]
     verdicts = [_plan_row(op, row, orders.get(row.backd_order_id), evidence.get(row.backd_order_id, []), moment, resend)
                 for row in rows]
-    info = new_info(client, op.name, moment, decimal=decimal, resend=resend, source=Path(source).name if source else None)
+    info = new_info(client, op.name, moment, decimal=decimal, resend=resend, source=Path(source).name if source else None,
+                    table=table_source(table), columns=mapped.matches, unused_columns=mapped.unused)
     return build_plan(op, rows, verdicts, info)
 
 
@@ -158,10 +210,10 @@ def new_info(client: BackdClient, operation: str, moment: datetime, **details: A
                     four_eyes_above=None if policy.four_eyes_above is None else str(policy.four_eyes_above), **details)
 
 
-def input_frame(frame: FrameLike | Sequence[str]) -> pd.DataFrame:
-    """A copy of the caller's frame, a file read with spreadsheet row numbers, or ids as one column."""
+def input_frame(frame: FrameLike | Sequence[str], *, sheet: str | None = None, header_names: Iterable[str] = ()) -> pd.DataFrame:
+    """A copy of the caller's frame, a file read with spreadsheet row numbers, or ids as one column (empty rows dropped)."""
     if isinstance(frame, (pd.DataFrame, Path)) or (isinstance(frame, str) and _looks_like_path(frame)):
-        return read_table(frame)
+        return read_table(frame, sheet=sheet, header_names=header_names)
     if isinstance(frame, pd.Series):
         return frame.to_frame(name="backd_order_id")
     return pd.DataFrame({"backd_order_id": as_id_list(frame)})
@@ -182,7 +234,7 @@ def _evidence(journal: Journal | str | Path | None, account: Account, op: Operat
             book.close()
 
 
-def _read_orders(client: BackdClient, rows: list[RowInput], *, max_workers: int | None, progress: bool | str) -> dict[str, Order | BackdError]:
+def _read_orders(client: BackdClient, rows: list[RowInput], *, max_workers: int | None, progress: ProgressLike) -> dict[str, Order | BackdError]:
     batch = fetch_orders(client, [r.backd_order_id for r in rows if r.error is None], max_workers=max_workers, progress=progress)
     auth_failure = next((o for o in batch.orders.values() if isinstance(o, AuthenticationError)), None)
     if auth_failure is not None:
@@ -220,7 +272,7 @@ def _plan_row(op: Operation, row: RowInput, read: Order | BackdError | None, evi
             return replace(verdict, message=f"{verdict.message}; again: run {did.run_id} did this, and Backd no longer shows it")
         return replace(verdict, outcome=DRIFTED, message=(
             f"run {did.run_id} did this ({verdict.message}) on {_day(did.finished_at)}, but Backd no longer shows it "
-            f"(the order is {read.status}{_active_text(read)}); nothing will be sent. Plan again with resend=True to send it again"))
+            f"(the order is {read.status}{_active_text(read)}); so it is not sent. Plan again with {option_hint('resend')} to send it again"))
     return verdict
 
 
@@ -269,7 +321,7 @@ def typed_plan_frame(frame: pd.DataFrame, op: Operation) -> pd.DataFrame:
     frame["outcome"] = pd.Categorical(frame["outcome"], categories=OUTCOMES)
     text = [c for c in frame.columns if c in (*_TEXT_RESULT_COLUMNS, *op.columns, *STATE_COLUMNS)
             and c not in (*op.amounts, *_STATE_MONEY, "before_active_refund_locked_at")]
-    return frame.astype({c: "string" for c in text})
+    return as_plan_frame(frame.astype({c: "string" for c in text}))
 
 
 def _chicago(values: pd.Series) -> pd.arrays.DatetimeArray:
@@ -407,8 +459,11 @@ def load_plan(path: str | Path) -> pd.DataFrame:
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise PlanError(f"{path}: not a backd_ops plan file (format {FORMAT!r} expected)")
     try:
-        info = PlanInfo(**{k: document[k] for k in PlanInfo.__dataclass_fields__ if k in document and k != "approvals"},
-                        approvals=tuple(Approval(**a) for a in document.get("approvals", [])))
+        info = PlanInfo(**{k: document[k] for k in PlanInfo.__dataclass_fields__ if k in document and k not in _NESTED},
+                        approvals=tuple(Approval(**a) for a in document.get("approvals", [])),
+                        table=_saved_table(document.get("table")),
+                        columns=tuple(ColumnMatch(**m) for m in document.get("columns") or ()),
+                        unused_columns=tuple(document.get("unused_columns") or ()))
         op = info.op
         records = document["rows"]
         frame = pd.DataFrame.from_records(records, columns=["row", *op.columns, "outcome", "message", "column", "amount",
@@ -425,6 +480,13 @@ def load_plan(path: str | Path) -> pd.DataFrame:
     return frame
 
 
+_NESTED = ("approvals", "table", "columns", "unused_columns")
+
+
+def _saved_table(saved: dict | None) -> TableSource | None:
+    return None if not saved else TableSource(**{**saved, "skipped": tuple(saved.get("skipped") or ())})
+
+
 def approve_plan(plan_or_path: pd.DataFrame | str | Path, approved_by: str, *, journal: Journal | str | Path | None = None,
                  at: datetime | None = None) -> pd.DataFrame:
     """Record that ``approved_by`` approved this exact plan, in the journal (what execution counts) and in the plan
@@ -439,7 +501,7 @@ def approve_plan(plan_or_path: pd.DataFrame | str | Path, approved_by: str, *, j
     """
     name = str(approved_by or "").strip()
     if not name:
-        raise InputError("approved_by must name the approver")
+        raise InputError(f"the approver's name is empty: give it with {option_hint('approver')}")
     if not same_person(name, current_user()):
         raise ApprovalError(f"you are {current_user()!r}: an approval is given by the person running this, so approve as "
                             f"yourself (or set BACKD_OPS_USER to the name you sign with); nothing was recorded")
@@ -499,6 +561,31 @@ def plan_sentence(plan: pd.DataFrame, operation: str | None = None, *, now: date
     return text + "."
 
 
+def result_sentence(result: pd.DataFrame, operation: str | None = None) -> str:
+    """What executing did, in the past tense, in one sentence.
+
+    Examples
+    --------
+    >>> result_sentence(result)                  # doctest: +SKIP
+    'Refunded 4 orders, $60.00. Already done: 1. Not sent: 1 drifted, 2 invalid.'
+    """
+    info = result.attrs.get(PLAN_ATTR)
+    made = result.attrs.get(RESULT_ATTR, {}).get("operation") or (info.operation if isinstance(info, PlanInfo) else None)
+    op = OPERATIONS[operation or made or _guess_operation(result)]
+    outcomes = result["outcome"].astype(str)
+    done = result[outcomes == "done"]
+    text = f"{op.past} {len(done)} order{'' if len(done) == 1 else 's'}, {format_money(_total(done['amount']))}"
+    counts = outcomes.value_counts()
+    if counts.get("already_done"):
+        text += f". Already done: {counts['already_done']}"
+    not_sent = [f"{counts[o]} {o}" for o in ("drifted", "invalid", "failed") if counts.get(o)]
+    if not_sent:
+        text += ". Not sent: " + ", ".join(not_sent)
+    if counts.get("uncertain"):
+        text += f". Uncertain: {counts['uncertain']} (run the plan again to settle them)"
+    return text + "."
+
+
 def _replacement_text(planned: pd.DataFrame, total: Decimal) -> str:
     if "before_active_refund_amount" not in planned.columns:
         return ""
@@ -548,7 +635,7 @@ def summarize_outcomes(result: pd.DataFrame) -> pd.DataFrame:
     summary.loc["total"] = [int(summary["rows"].sum()), summary["amount"].sum()]
     summary["rows"] = summary["rows"].astype("int64")
     summary["amount"] = summary["amount"].astype(MONEY_DTYPE)
-    return summary
+    return as_plan_frame(summary)  # shown with money separators
 
 
 def needs_attention(result: pd.DataFrame) -> pd.DataFrame:

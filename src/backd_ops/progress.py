@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol, Union
 
 PROGRESS_ENV = "BACKD_OPS_PROGRESS"
 
@@ -17,6 +17,10 @@ PROGRESS_ENV = "BACKD_OPS_PROGRESS"
 class Bar(Protocol):
     def update(self, n: int = 1) -> Any: ...
     def close(self) -> None: ...
+
+
+ProgressLike = Union[bool, str, Callable[[int, str], Bar]]
+"""True/"auto", "plain", False/"off", or a function ``(total, desc) -> Bar`` (a panel's own progress widget)."""
 
 
 class _NoBar:
@@ -53,10 +57,18 @@ class PlainBar:
               file=self._stream, flush=True)
 
 
-def progress_bar(total: int, desc: str, progress: bool | str = True) -> Bar:
-    """A bar for ``total`` steps: ``progress`` True/"auto" (tqdm.auto, or plain if $BACKD_OPS_PROGRESS=plain), "plain", or False."""
+def progress_bar(total: int, desc: str, progress: ProgressLike = True) -> Bar:
+    """A bar for ``total`` steps: ``progress`` True/"auto" (tqdm.auto, or plain if $BACKD_OPS_PROGRESS=plain), "plain",
+    False, or a function making the bar.
+
+    Examples
+    --------
+    >>> progress_bar(10, "refund", False).update(1)
+    """
     if not progress or total == 0:
         return _NoBar()
+    if callable(progress):
+        return progress(total, desc)
     mode = progress if isinstance(progress, str) else os.environ.get(PROGRESS_ENV, "auto")
     if mode == "off":
         return _NoBar()

@@ -7,26 +7,30 @@ order and an exception is returned in its item's place, never raised past the ot
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 import pandas as pd
 
 from .client import BackdClient
+from .columns import map_columns, parse_mapping
 from .config import DEFAULT_MAX_WORKERS
 from .errors import BackdError, InputError
+from .ids import normalize_ids
 from .models import Order
 from .orders_frame import OrderBatch
 from .orderstore import OrderStore, default_order_store
-from .progress import progress_bar
+from .progress import ProgressLike, progress_bar
+from .tables import read_table
 
-__all__ = ["as_id_list", "concurrently", "fetch_orders", "find_orders", "read_order"]
+__all__ = ["as_id_list", "concurrently", "fetch_orders", "find_orders", "read_ids", "read_order"]
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 
 def fetch_orders(client: BackdClient, backd_order_ids: Iterable[str], *, max_workers: int | None = None,
-                 progress: bool | str = True, store: OrderStore | bool = True) -> OrderBatch:
+                 progress: ProgressLike = True, store: OrderStore | bool = True) -> OrderBatch:
     """Read orders concurrently: an :class:`OrderBatch` with ``.frame()``, ``.refunds()`` and ``.items()``.
 
     Every order read is kept in the order store (``store``: the default one, another, or False for none).
@@ -48,7 +52,7 @@ def fetch_orders(client: BackdClient, backd_order_ids: Iterable[str], *, max_wor
 
 
 def find_orders(client: BackdClient, backd_order_ids: Iterable[str], *, max_workers: int | None = None,
-                progress: bool | str = True) -> pd.DataFrame:
+                progress: ProgressLike = True) -> pd.DataFrame:
     """One row per requested id, in input order: status, amounts, refund summary; failures in ``error``.
 
     Examples
@@ -66,6 +70,24 @@ def read_order(client: BackdClient, backd_order_id: str) -> Order | BackdError:
         return exc if isinstance(exc, BackdError) else InputError(str(exc), backd_order_id=backd_order_id)
 
 
+def read_ids(source: str | Path | pd.DataFrame, *, sheet: str | None = None,
+             column_map: Mapping[str, str] | str | None = None) -> list[str]:
+    """The ids in a file's (or frame's) ``backd_order_id`` column, its header matched as in bulk files; blanks dropped.
+
+    Examples
+    --------
+    >>> read_ids(pd.DataFrame({"Order ID": [" BO-1 ", None, 7.0]}))
+    ['BO-1', '7']
+    """
+    frame = read_table(source, sheet=sheet, header_names=parse_mapping(column_map))
+    column = map_columns(frame, ["backd_order_id"], column_map=column_map, what="the id file").frame["backd_order_id"]
+    ids, problems = normalize_ids(column)
+    bad = problems[problems != ""]
+    if len(bad):
+        raise InputError(f"row {bad.index[0]}, column backd_order_id: {bad.iloc[0]}")
+    return ids.dropna().tolist()
+
+
 def as_id_list(ids: Any) -> list:
     """Ids from a list, a Series, a frame's ``backd_order_id`` column, or text (one per line or comma separated)."""
     if isinstance(ids, pd.DataFrame):
@@ -77,7 +99,7 @@ def as_id_list(ids: Any) -> list:
     return list(ids)
 
 
-def concurrently(fn: Callable[[T], R], items: Sequence[T], *, max_workers: int | None, progress: bool | str,
+def concurrently(fn: Callable[[T], R], items: Sequence[T], *, max_workers: int | None, progress: ProgressLike,
                  desc: str) -> list[R | BaseException]:
     """``fn`` over ``items`` on a bounded pool, results in input order; an exception is returned, not raised."""
     if not items:

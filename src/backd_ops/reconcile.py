@@ -29,14 +29,15 @@ from .arrowtools import arrow_text
 from .client import BackdClient
 from .compare import KINDS, MONEY_KINDS, SEVERITY_ORDER, TIME_KINDS, compare
 from .config import TOOL_VERSION, Account, current_user
-from .errors import InputError
+from .errors import InputError, option_name
 from .findings import ANNOTATION_STATUSES, Changes, FindingsStore
-from .ledger import load_ledger
+from .ledger import describe_ledger, load_ledger
 from .locking import CHICAGO
 from .models import OrderStatus, cents_to_money
 from .money import to_cents
 from .orderstore import OrderStore, default_order_store
 from .refresh import AUDIT_SHARE, source_orders
+from .progress import ProgressLike
 from .tables import read_table, write_csv
 
 __all__ = ["KINDS", "LedgerSource", "Reconciliation", "RunRecord", "load_snapshot", "reconcile"]
@@ -55,6 +56,8 @@ class LedgerSource:
     name: str
     sha256: str
     rows: int
+    how_read: str = ""
+    """How the file was read and which header became which column (``describe_ledger``)."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,8 @@ class RunRecord:
     coverage: str
     orders_from_store: int = 0
     sourcing: str = ""
+    profiles: dict[str, Account] = field(default_factory=dict)
+    """Profile name → account, when the run used named profiles (several accounts: ``account`` is None)."""
     run_by: str = field(default_factory=current_user)
     tool_version: str = TOOL_VERSION
     currency: str = CURRENCY
@@ -78,20 +83,26 @@ class RunRecord:
     @property
     def sandbox(self) -> bool:
         """Not production: a sandbox account (Backd's or the embedded one), or an account we cannot name."""
+        if self.profiles and self.account is None:
+            return all(a.environment != "production" for a in self.profiles.values())
         return self.account is None or self.account.environment != "production"
 
     def about(self) -> dict[str, str]:
         """Human labels → values, in the order reports show them."""
         account = self.account
         as_of = self.as_of.astimezone(CHICAGO)
+        accounts = [account] if account else list(self.profiles.values())
         return {
             "Run id": self.run_id,
-            "Environment": ("SANDBOX: " if self.sandbox else "") + (account.environment if account else "unknown (offline snapshot)"),
-            "Backd host": account.host if account else "—",
-            "Account (public key)": account.key_hint if account else "—",
+            "Environment": ("SANDBOX: " if self.sandbox else "")
+                           + (", ".join(sorted({a.environment for a in accounts})) or "unknown (offline snapshot)"),
+            "Backd host": ", ".join(sorted({a.host for a in accounts})) or "—",
+            "Account (public key)": ", ".join(a.key_hint for a in accounts) or "—",
+            **({"Profiles": "; ".join(f"{name}: {a.describe()}" for name, a in self.profiles.items())} if self.profiles else {}),
             "Ledger file": self.ledger.name,
             "Ledger SHA-256": self.ledger.sha256,
             "Ledger rows": f"{self.ledger.rows:,}",
+            **({"Ledger read as": self.ledger.how_read} if self.ledger.how_read else {}),
             "As of (Chicago)": as_of.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "As of (UTC)": as_of.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
             "Currency": self.currency,
@@ -108,6 +119,7 @@ class RunRecord:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["account"] = None if self.account is None else {**asdict(self.account), "public_key": self.account.key_hint}
+        data["profiles"] = {name: {**asdict(a), "public_key": a.key_hint} for name, a in self.profiles.items()}
         data["as_of"] = self.as_of.isoformat()
         data["as_of_utc"] = self.as_of.astimezone(timezone.utc).isoformat()
         data["sandbox"] = self.sandbox
@@ -127,7 +139,8 @@ def reconcile(
     status_map: Mapping[str, str] | None = None,
     decimal: str = ".",
     max_workers: int | None = None,
-    progress: bool | str = True,
+    progress: ProgressLike = True,
+    sheet: str | None = None,
     findings: FindingsStore | str | Path | bool = False,
     run_id: str | None = None,
     refresh: str = "all",
@@ -142,6 +155,7 @@ def reconcile(
     across runs: ``rec.changes`` says what is new, still open and resolved since the last run.
     ``refresh`` says which orders are read live (:mod:`backd_ops.refresh`): ``"all"``, ``"changed"`` (only what can
     have changed, plus an audit sample of ``audit_share`` of the final ones) or ``"none"`` (the order store only).
+    The ledger is read by :func:`~backd_ops.ledger.load_ledger` (``column_map``, ``status_map``, ``decimal``, ``sheet``).
 
     Examples
     --------
@@ -151,8 +165,8 @@ def reconcile(
     """
     moment, tolerance_cents = _check_parameters(as_of, tolerance, stale_days, lock_window_hours)
     source = ledger_source(ledger)
-    typed = ledger if _is_loaded(ledger) else load_ledger(ledger, column_map, status_map, decimal=decimal)
-    source = replace(source, rows=len(typed))
+    typed = ledger if _is_loaded(ledger) else load_ledger(ledger, column_map, status_map, decimal=decimal, sheet=sheet)
+    source = replace(source, rows=len(typed), how_read=describe_ledger(typed))
     if orders is None and client is None:
         raise InputError("reconcile needs either client= (to read Backd) or orders= (a saved snapshot)")
     snapshot_account = snapshot_account_of(orders) if orders is not None and not isinstance(orders, pd.DataFrame) else None
@@ -175,7 +189,8 @@ def reconcile(
     record = RunRecord(run_id or uuid.uuid4().hex[:8], account, source, moment, params,
                        orders_live=sourcing.live if sourcing else 0, orders_from_snapshot=0 if live else len(snapshot),
                        coverage=_coverage(live, snapshot), orders_from_store=sourcing.from_store if sourcing else 0,
-                       sourcing=sourcing.describe() if sourcing else "offline: a saved snapshot")
+                       sourcing=sourcing.describe() if sourcing else "offline: a saved snapshot",
+                       profiles={client.settings.profile: account} if client is not None and client.settings.profile else {})
     rec = Reconciliation(typed, snapshot, found, record)
     if tracker is not None:
         rec.track(tracker)
@@ -194,9 +209,9 @@ def _check_parameters(as_of: datetime | None, tolerance: float | str, stale_days
                          "a naive time would be read in this machine's zone")
     cents, problems = to_cents(pd.Series([str(tolerance)]))
     if problems.iloc[0] or pd.isna(cents.iloc[0]):
-        raise InputError(f"tolerance {tolerance!r} must be an amount with at most 2 decimals")
+        raise InputError(f"{option_name('tolerance')} {tolerance!r} must be an amount with at most 2 decimals")
     if int(cents.iloc[0]) < 0:
-        raise InputError(f"tolerance {tolerance!r} is negative: it is the largest difference that is not a finding")
+        raise InputError(f"{option_name('tolerance')} {tolerance!r} is negative: it is the largest difference that is not a finding")
     for name, value in (("stale_days", stale_days), ("lock_window_hours", lock_window_hours)):
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
             raise InputError(f"{name} must be a number of at least 0, got {value!r}")
@@ -292,9 +307,11 @@ class Reconciliation:
         for cents in ("difference", "at_stake", "exposure"):
             out[cents] = _to_money(out[f"{cents}_cents"])
         out["action"] = pd.Categorical(out["kind"], categories=list(KINDS)).map({k: v.action for k, v in KINDS.items()}).astype("string")
-        for column in ("kind", "backd_order_id", "merchant_order_id", "ledger_value", "backd_value"):
-            out[column] = out[column].astype("string")
-        columns = DISCREPANCY_COLUMNS + ([c for c in TRACKED_COLUMNS if c in out.columns] if self.changes else [])
+        for column in ("kind", "backd_order_id", "merchant_order_id", "ledger_value", "backd_value", "profile"):
+            if column in out.columns:
+                out[column] = out[column].astype("string")
+        columns = ((["profile"] if "profile" in out.columns else []) + DISCREPANCY_COLUMNS
+                   + ([c for c in TRACKED_COLUMNS if c in out.columns] if self.changes else []))
         return out[columns]
 
     @property
@@ -435,7 +452,9 @@ class Reconciliation:
         table = pd.DataFrame({"change": both["change"], "kind": both["kind"].map(lambda k: KINDS[k].label), "order": both["order_key"],
                               "ledger_value": both["ledger_value"], "backd_value": both["backd_value"],
                               "at_stake": _to_money(both["at_stake_cents"])})
-        text = ["change", "kind", "order", "ledger_value", "backd_value"]
+        if "profile" in both.columns:  # several accounts: an order key is unique only within its account
+            table.insert(2, "profile", both["profile"])
+        text = [c for c in ("change", "kind", "profile", "order", "ledger_value", "backd_value") if c in table.columns]
         table[text] = table[text].astype(object).where(table[text].notna(), "")
         return table
 

@@ -138,7 +138,12 @@ def five_lines(summary: dict[str, Any], code: int, error: str | None) -> list[st
     """What a scheduler's log shows of a reconciliation: where, what, how much, what changed, and the verdict."""
     run, stats = summary["run"], summary["stats"]
     account = run.get("account") or {}
-    where = f"{account.get('environment', 'unknown')} at {account.get('base_url', '?')}" + (" (SANDBOX)" if summary.get("sandbox") else "")
+    profiles = run.get("profiles") or {}
+    if account or not profiles:
+        where = f"{account.get('environment', 'unknown')} at {account.get('base_url', '?')}"
+    else:
+        where = ", ".join(f"{name} ({a['environment']} at {a['base_url']})" for name, a in profiles.items())
+    where += " (SANDBOX)" if summary.get("sandbox") else ""
     changes = summary.get("changes")
     lines = [
         f"reconciliation {run['run_id']} on {where}, as of {run['as_of']}",

@@ -2,49 +2,316 @@
 
 from __future__ import annotations
 
+import csv
+import io
+from collections import Counter
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import pandas as pd
 
-from .errors import InputError
+from .columns import header_key, known_headers
+from .errors import InputError, option_name
+from .ids import is_blank
 
-__all__ = ["neutralize_formulas", "read_table", "write_csv", "write_excel"]
+__all__ = ["SOURCE_ATTR", "TableSource", "neutralize_formulas", "read_bytes", "read_table", "sniff_delimiter", "table_source",
+           "write_csv", "write_excel"]
 
+SOURCE_ATTR = "backd_source"
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+TEXT_SUFFIXES = (".csv", ".txt", ".tsv")
+EXCEL_SUFFIXES = (".xlsx", ".xlsm")
+HEADER_SEARCH_ROWS = 30
+"""How far down a title block may push the header row."""
+_SNIFF_CHARS = 64 * 1024
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def read_table(source: str | Path | pd.DataFrame) -> pd.DataFrame:
-    """A DataFrame from a frame (copied) or a CSV/XLSX/Parquet file; text cells stay text.
+@dataclass(frozen=True)
+class TableSource:
+    """How a table was read, for the plan's header and the CLI: file, format, delimiter, sheet, header line, rows skipped.
 
-    For files the index is the spreadsheet row number (the header is row 1), so a message that says
-    "row 7" points at what the analyst sees in Excel.
+    ``skipped`` are the row numbers (spreadsheet lines for files) of fully empty rows below the header.
+    """
+
+    name: str | None = None
+    format: str = "frame"
+    delimiter: str | None = None
+    encoding: str | None = None
+    sheet: str | None = None
+    header_line: int | None = None
+    skipped: tuple[int, ...] = ()
+
+    def describe(self) -> str:
+        """In words, e.g. ``refunds.csv: CSV, semicolon-separated, header on line 3; 2 empty rows skipped (lines 5, 6)``.
+
+        Examples
+        --------
+        >>> TableSource("r.csv", "csv", ";", "utf-8", header_line=1, skipped=(4,)).describe()
+        'r.csv: CSV, semicolon-separated; 1 empty row skipped (line 4)'
+        """
+        parts = [self.format.upper() if self.format != "frame" else "a DataFrame"]
+        if self.delimiter:
+            parts.append(f"{DELIMITERS.get(self.delimiter, repr(self.delimiter))}-separated")
+        if self.encoding and self.encoding not in ("utf-8", "utf-8-sig"):
+            parts.append(f"encoding {self.encoding}")
+        if self.sheet:
+            parts.append(f"sheet {self.sheet!r}")
+        if self.header_line and self.header_line != 1:
+            parts.append(f"header on line {self.header_line}")
+        text = f"{self.name}: {', '.join(parts)}" if self.name else ", ".join(parts)
+        if self.skipped:
+            where = "line" if self.format != "frame" else "row"
+            shown = ", ".join(map(str, self.skipped[:10])) + (" ..." if len(self.skipped) > 10 else "")
+            count = len(self.skipped)
+            text += f"; {count} empty row{'s' if count != 1 else ''} skipped ({where}{'s' if count != 1 else ''} {shown})"
+        return text
+
+
+def table_source(frame: pd.DataFrame) -> TableSource:
+    """How ``frame`` was read (a plain frame if it was not read by :func:`read_table`).
+
+    Examples
+    --------
+    >>> table_source(pd.DataFrame()).format
+    'frame'
+    """
+    found = frame.attrs.get(SOURCE_ATTR) if isinstance(frame, pd.DataFrame) else None
+    if not isinstance(found, dict):
+        return TableSource()
+    return TableSource(**{**found, "skipped": tuple(found.get("skipped") or ())})
+
+
+def read_table(source: str | Path | pd.DataFrame, *, sheet: str | None = None, header_names: Iterable[str] = ()) -> pd.DataFrame:
+    """A DataFrame from a frame (copied) or a CSV/TSV/XLSX/Parquet file; text cells stay text.
+
+    CSV: the delimiter (comma, semicolon, tab, pipe) and encoding (UTF-8 with or without BOM, UTF-16,
+    Windows-1252) are detected. XLSX: the first sheet, or ``sheet``. A title block above the header is
+    skipped (the header is the row naming the most known columns, or ``header_names``). A file's fully empty
+    rows are dropped and counted (a frame is copied as it is). The index is the spreadsheet row number (line 1 is the first line of the file),
+    so a message that says "row 7" points at what the analyst sees in Excel. How it was read is
+    :func:`table_source` of the frame (kept in ``frame.attrs["backd_source"]``).
 
     Examples
     --------
     >>> read_table(pd.DataFrame({"backd_order_id": ["BO-1"]})).shape
     (1, 1)
     """
-    if isinstance(source, pd.DataFrame):
-        return source.copy()
+    if isinstance(source, pd.DataFrame):  # a caller's frame: every row is theirs to account for, empty or not
+        return _with_source(source.copy(), table_source(source))
     path = Path(source)
     if not path.is_file():
-        raise InputError(f"no such file: {path}")
-    suffix = path.suffix.lower()
+        raise InputError(f"no such file: {path}" + (" (it is a directory)" if path.is_dir() else ""))
     try:
-        if suffix in (".csv", ".txt"):
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-        elif suffix in (".xlsx", ".xlsm", ".xls"):
-            frame = pd.read_excel(path, dtype=object)
-        elif suffix == ".parquet":
-            frame = pd.read_parquet(path)
-        else:
-            raise InputError(f"{path.name}: unsupported file type {suffix!r}; use .csv, .xlsx or .parquet")
-    except (ValueError, OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path.name}: cannot read it ({exc})") from None
-    if suffix != ".parquet":
-        frame.index = pd.RangeIndex(2, len(frame) + 2, name="row")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path.name}: cannot read it ({exc.strerror or exc})") from None
+    return read_bytes(data, path.name, sheet=sheet, header_names=header_names)
+
+
+def read_bytes(data: bytes, name: str, *, sheet: str | None = None, header_names: Iterable[str] = ()) -> pd.DataFrame:
+    """:func:`read_table` for a file's bytes (an upload); ``name`` gives the file type when the content does not.
+
+    Examples
+    --------
+    >>> frame = read_bytes(b"Order ID;Amount\\r\\nBO-1;5,00\\r\\n", "refunds.csv")
+    >>> table_source(frame).delimiter, frame.index.tolist()
+    (';', [2])
+    """
+    kind = _kind(data, name)
+    names = known_headers() | {header_key(h) for h in header_names}
+    try:
+        if kind == "parquet":
+            return _with_source(pd.read_parquet(io.BytesIO(data)), TableSource(name, "parquet"))
+        if kind == "xlsx":
+            return _read_excel(data, name, sheet, names)
+        return _read_text(data, name, names)
+    except InputError:
+        raise
+    except (ValueError, OSError, KeyError, IndexError) as exc:  # pandas/openpyxl/pyarrow on a damaged file
+        raise InputError(f"{name}: cannot read it as {kind.upper()} ({_first_line(exc)})") from None
+
+
+def _kind(data: bytes, name: str) -> str:
+    suffix = Path(name).suffix.lower()
+    if data.startswith(b"PK\x03\x04"):
+        return "xlsx"
+    if data.startswith(b"PAR1"):
+        return "parquet"
+    if data.startswith(b"\xd0\xcf\x11\xe0") or suffix == ".xls":
+        raise InputError(f"{name} is an old Excel .xls workbook; save it as .xlsx or CSV")
+    if suffix in EXCEL_SUFFIXES or suffix == ".parquet":
+        return "xlsx" if suffix in EXCEL_SUFFIXES else "parquet"
+    return "csv"
+
+
+# -- text files ------------------------------------------------------------------------------------------------
+def _read_text(data: bytes, name: str, names: set[str]) -> pd.DataFrame:
+    text, encoding = _decode(data, name)
+    delimiter = sniff_delimiter(text[:_SNIFF_CHARS])
+    head = _records(text[:_SNIFF_CHARS], delimiter)
+    header_index = _header_index([cells for cells, _ in head], names)
+    header, lines_before = head[header_index] if head else ([], 0)
+    widest = max((len(cells) for cells, _ in head[header_index + 1:]), default=0)
+    frame = _parse(text, delimiter, skip_lines=lines_before, width=max(len(header), 1), first_line=header_index + 2, name=name,
+                   widest_seen=widest)
+    frame = frame.set_axis(_column_names(header, frame.shape[1]), axis=1)
+    frame.index = pd.RangeIndex(header_index + 2, header_index + 2 + len(frame), name="row")
+    frame, skipped = _drop_empty_rows(_drop_unnamed_empty(frame))
+    source = TableSource(name, "tsv" if delimiter == "\t" and name.lower().endswith(".tsv") else "csv", delimiter, encoding,
+                         header_line=header_index + 1, skipped=tuple(skipped))
+    return _with_source(frame, source)
+
+
+def _decode(data: bytes, name: str) -> tuple[str, str]:
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16"), "utf-16"  # Excel's "Unicode Text"
+    try:
+        return data.decode("utf-8-sig"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("cp1252"), "windows-1252"  # Excel's plain "CSV" on Windows
+    except UnicodeDecodeError:
+        raise InputError(f"{name}: not a text file this tool can read (neither UTF-8 nor Windows-1252); "
+                         "save it as CSV UTF-8 or XLSX") from None
+
+
+def sniff_delimiter(sample: str) -> str:
+    """The sample's delimiter among comma, semicolon, tab and pipe (csv.Sniffer, then the most consistent count).
+
+    Examples
+    --------
+    >>> sniff_delimiter("Refunds\\nOrder ID;Amount\\nBO-1;5,00\\n"), sniff_delimiter("backd_order_id\\nBO-1\\n")
+    (';', ',')
+    """
+    sample = sample[: sample.rfind("\n") + 1] or sample  # no half line at the end
+    try:
+        return csv.Sniffer().sniff(sample, delimiters="".join(DELIMITERS)).delimiter
+    except csv.Error:
+        pass
+    lines = [line for line in sample.splitlines() if line.strip()]
+    scores = {}
+    for delimiter in DELIMITERS:
+        counts = Counter(line.count(delimiter) for line in lines)
+        width, lines_with_it = max(counts.items(), key=lambda item: (item[0] > 0, item[1]), default=(0, 0))
+        scores[delimiter] = lines_with_it if width else 0
+    best = max(scores, key=lambda d: scores[d])
+    return best if scores[best] else ","
+
+
+def _records(sample: str, delimiter: str) -> list[tuple[list[str], int]]:
+    """The first records of the sample, each with the number of physical lines before it."""
+    reader = csv.reader(io.StringIO(sample), delimiter=delimiter)
+    found, before = [], 0
+    try:
+        for cells in reader:
+            found.append((cells, before))
+            before = reader.line_num
+            if len(found) >= HEADER_SEARCH_ROWS:
+                break
+    except csv.Error:
+        pass  # a quoted cell cut off by the end of the sample
+    return found
+
+
+def _header_index(rows: list[list[Any]], names: set[str]) -> int:
+    """The header row: the first naming the most known columns (a title block above it is skipped); else the first row."""
+    known = [sum(header_key(c) in names for c in cells if not is_blank(c)) for cells in rows]
+    if known and max(known) > 0:
+        return known.index(max(known))
+    return next((i for i, cells in enumerate(rows) if any(not is_blank(c) for c in cells)), 0)
+
+
+def _parse(text: str, delimiter: str, *, skip_lines: int, width: int, first_line: int, name: str,
+           widest_seen: int) -> pd.DataFrame:
+    """The records below the header as text, ``width`` columns; extra cells are an error unless they are empty."""
+    try:
+        if widest_seen <= width:  # pandas would take a wider first record's extra cells as an index
+            return _read_csv(text, delimiter, skip_lines, width)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame(columns=range(width), dtype=str)
+    except pd.errors.ParserError:
+        pass  # a longer record further down: read it all, then see whether the extra cells hold anything
+    records = csv.reader(io.StringIO(text), delimiter=delimiter)
+    wide = _read_csv(text, delimiter, skip_lines, max(len(r) for r in records))
+    extra = wide.iloc[:, width:]
+    filled = ~pd.concat([_empty_cells(extra.iloc[:, i]) for i in range(extra.shape[1])], axis=1).all(axis=1)
+    if filled.any():
+        position = int(filled.to_numpy().argmax())
+        cells = width + int((~_empty_row_cells(extra.iloc[position])).to_numpy().nonzero()[0].max()) + 1
+        raise InputError(f"{name}, line {first_line + position}: {cells} cells, but the header has {width} (read as "
+                         f"{DELIMITERS[delimiter]}-separated); remove the extra cells or name their column")
+    return wide.iloc[:, :width]
+
+
+def _read_csv(text: str, delimiter: str, skip_lines: int, width: int) -> pd.DataFrame:
+    return pd.read_csv(io.StringIO(text), sep=delimiter, header=None, skiprows=skip_lines + 1, names=range(width),
+                       index_col=False, dtype=str, keep_default_na=False, na_values=[""], skip_blank_lines=False)
+
+
+def _empty_row_cells(row: pd.Series) -> pd.Series:
+    return row.isna() | row.astype("string").str.strip().eq("").fillna(True).astype(bool)
+
+
+def _column_names(header: list[Any], width: int) -> list[str]:
+    cells = [*header, *[""] * (width - len(header))]
+    return [str(c).strip() if not is_blank(c) else f"Unnamed: {i}" for i, c in enumerate(cells[:width])]
+
+
+# -- workbooks -------------------------------------------------------------------------------------------------------
+def _read_excel(data: bytes, name: str, sheet: str | None, names: set[str]) -> pd.DataFrame:
+    book = pd.ExcelFile(io.BytesIO(data), engine="openpyxl")
+    if sheet is not None and sheet not in book.sheet_names:
+        raise InputError(f"{name} has no sheet {sheet!r}; its sheets are {', '.join(map(repr, book.sheet_names))}. "
+                         f"Pick one with {option_name('sheet')}")
+    chosen = sheet if sheet is not None else book.sheet_names[0]
+    cells = pd.read_excel(book, sheet_name=chosen, header=None, dtype=object)
+    rows = cells.head(HEADER_SEARCH_ROWS).to_numpy(dtype=object).tolist()
+    header_index = _header_index(rows, names)
+    header = rows[header_index] if rows else []
+    frame = cells.iloc[header_index + 1:].set_axis(_column_names(header, cells.shape[1]), axis=1)
+    frame.index = pd.RangeIndex(header_index + 2, header_index + 2 + len(frame), name="row")
+    frame, skipped = _drop_empty_rows(_drop_unnamed_empty(frame))
+    source = TableSource(name, "xlsx", sheet=chosen if len(book.sheet_names) > 1 or sheet else None,
+                         header_line=header_index + 1, skipped=tuple(skipped))
+    return _with_source(frame, source)
+
+
+# -- shared --------------------------------------------------------------------------------------------------------
+def _drop_unnamed_empty(frame: pd.DataFrame) -> pd.DataFrame:
+    """Columns with no header and no value (a trailing delimiter, Excel's formatted-but-empty columns)."""
+    keep = [i for i, c in enumerate(frame.columns) if not (str(c).startswith("Unnamed: ") and _empty_cells(frame.iloc[:, i]).all())]
+    return frame.iloc[:, keep]
+
+
+def _drop_empty_rows(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[Any]]:
+    """The frame without fully empty rows (``,,,``), and the labels of those rows."""
+    if frame.empty:
+        return frame, []
+    empty = pd.concat([_empty_cells(frame.iloc[:, i]) for i in range(frame.shape[1])], axis=1).all(axis=1) \
+        if frame.shape[1] else pd.Series(True, index=frame.index)
+    labels = [int(x) if pd.api.types.is_integer(x) else str(x) for x in frame.index[empty.to_numpy()]]
+    return frame[~empty.to_numpy()], labels
+
+
+def _empty_cells(column: pd.Series) -> pd.Series:
+    missing = column.isna()
+    if column.dtype == object or pd.api.types.is_string_dtype(column.dtype):
+        text = column.astype("string").str.strip(" \t\u00a0\u200b\ufeff")
+        missing |= text.eq("").fillna(True).astype(bool)
+    return missing.reset_index(drop=True).set_axis(column.index)
+
+
+def _with_source(frame: pd.DataFrame, source: TableSource) -> pd.DataFrame:
+    # A plain dict: attrs travel into Parquet metadata as JSON (and deep copies); a dataclass would not.
+    frame.attrs = {**frame.attrs, SOURCE_ATTR: asdict(source)}
     return frame
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
 def neutralize_formulas(frame: pd.DataFrame) -> pd.DataFrame:

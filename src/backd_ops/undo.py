@@ -18,17 +18,17 @@ from .client import BackdClient
 from .errors import InputError, PlanAccountError
 from .journal import Journal
 from .locking import CHICAGO
-from .models import Order
-from .models import format_money
+from .models import Order, format_money
 from .operations import INVALID, OPERATIONS, PLANNED, OrderState, RowInput, Verdict, plan_undo_refund
 from .plans import build_plan, new_info
+from .progress import ProgressLike
 from .reads import fetch_orders
 
 __all__ = ["undo_run"]
 
 
 def undo_run(client: BackdClient, run_id: str, *, journal: Journal | str | Path | None = None, max_workers: int | None = None,
-             progress: bool | str = True, now: datetime | None = None) -> pd.DataFrame:
+             progress: ProgressLike = True, now: datetime | None = None) -> pd.DataFrame:
     """A ``delete_refund`` plan for the refunds run ``run_id`` created that are still active, unlocked and unchanged.
 
     Examples

@@ -1,18 +1,21 @@
-"""JupyterLab panels: look orders up, and plan → approve (typed confirmation) → execute exactly that plan.
+"""JupyterLab panels: look orders up, and upload → plan → approve (typed confirmation) → execute exactly that plan.
 
 The decisions live in plain functions (``approval_text``, ``confirmation_word``, ``can_execute``) that tests
 call directly; the panels only wire them to ipywidgets. Callback output goes to ``Output`` widgets, since
 JupyterLab drops what a callback prints. The bulk panel executes the plan object it displayed (re-checked
-for drift row by row), never a fresh plan of the same file.
+for drift row by row), never a fresh plan of the same file. An uploaded file is read by the same reader as a
+path (:func:`~backd_ops.tables.read_bytes`: delimiter, header row, spreadsheet row numbers); the results
+are written through the neutralising writer and offered as a download.
 """
 
 from __future__ import annotations
 
+import base64
 import html
-import io
 import threading
 from datetime import datetime
 from pathlib import Path
+from typing import Mapping
 
 import ipywidgets as w
 import pandas as pd
@@ -25,12 +28,18 @@ from .execution import execute_plan
 from .findings import ANNOTATION_STATUSES
 from .journal import Journal, default_journal_path
 from .operations import OPERATIONS
-from .plans import PLANNED, confirmation_word, make_plan, plan_sentence, summarize_outcomes, verify_plan
+from .columns import parse_mapping
+from .plans import PLANNED, confirmation_word, make_plan, plan_sentence, result_sentence, summarize_outcomes, verify_plan
+from .progress import Bar
 from .reads import fetch_orders
 from .reconcile import KINDS, Reconciliation
-from .tables import read_table
+from .tables import read_bytes, read_table, write_csv
 
-__all__ = ["BulkRunPanel", "FindingsPanel", "OrderLookupPanel", "approval_text", "can_execute", "confirmation_word"]
+__all__ = ["BulkRunPanel", "FindingsPanel", "OrderLookupPanel", "approval_text", "can_execute", "confirmation_word", "download_link"]
+
+UPLOAD_TYPES = ".csv,.tsv,.txt,.xlsx,.xlsm,.parquet"
+DOWNLOAD_LIMIT_BYTES = 20 * 1024 * 1024
+"""Larger results are not inlined as a download link (the page would carry them); the path is shown instead."""
 
 
 def _show(output: w.Output, *items: object) -> None:
@@ -48,6 +57,39 @@ def approval_text(plan: pd.DataFrame, operation: str | None = None, *, now: date
     'Refund 3 orders, $60.00 (replacing 1 unlocked request of $500.00: net -$440.00), locks at 17:00 CST today.'
     """
     return plan_sentence(plan, operation, now=now)
+
+
+def download_link(path: Path, *, label: str = "Download the results (CSV)") -> str:
+    """An HTML link that downloads ``path`` from the page itself (a data: URL), so it works wherever the kernel runs.
+
+    Examples
+    --------
+    >>> download_link(Path("out/bulk/refund_result.csv"))        # doctest: +SKIP
+    '<a class="backd-download" download="refund_result.csv" href="data:text/csv;base64,...">Download the results (CSV)</a> ...'
+    """
+    data = path.read_bytes()
+    where = f"<code>{html.escape(str(path))}</code>"
+    if len(data) > DOWNLOAD_LIMIT_BYTES:
+        return f"Results: {where} (too large to download from the page)"
+    encoded = base64.b64encode(data).decode()
+    return (f"<a class='backd-download' download='{html.escape(path.name)}' href='data:text/csv;base64,{encoded}'>"
+            f"{html.escape(label)}</a> (also saved as {where})")
+
+
+class _WidgetBar:
+    """A progress bar on an ``IntProgress`` widget, for execute_plan's ``progress=`` (updated from worker threads)."""
+
+    def __init__(self, widget: w.IntProgress, total: int, desc: str) -> None:
+        self.widget, self._lock = widget, threading.Lock()
+        widget.max, widget.value, widget.description, widget.bar_style = total, 0, desc, "info"
+        widget.layout.visibility = "visible"
+
+    def update(self, n: int = 1) -> None:
+        with self._lock:
+            self.widget.value = min(self.widget.max, self.widget.value + n)
+
+    def close(self) -> None:
+        self.widget.bar_style = "success"
 
 
 def can_execute(plan: pd.DataFrame | None, operation: str, typed: str) -> bool:
@@ -81,7 +123,10 @@ class OrderLookupPanel:
 
 
 class BulkRunPanel:
-    """Choose a file (or open a saved plan) → the plan → read the approval → type the confirmation → execute it → results.
+    """Upload or name a file (or open a saved plan) → the plan → read the approval → type the confirmation → execute it
+    → results, with a progress bar while it runs and a download link for the results file (written to ``out_dir``).
+
+    ``column_map``, ``sheet`` and ``decimal`` are read as by the bulk verbs.
 
     Examples
     --------
@@ -91,14 +136,16 @@ class BulkRunPanel:
 
     def __init__(self, client: BackdClient, operation: str = "refund", *, journal: str | Path | None = None,
                  source: str | Path | pd.DataFrame | None = None, plan: pd.DataFrame | None = None,
-                 max_workers: int | None = None) -> None:
+                 max_workers: int | None = None, column_map: Mapping[str, str] | str | None = None,
+                 sheet: str | None = None, decimal: str = ".", out_dir: str | Path = "out/bulk") -> None:
         if plan is not None:
             operation = verify_plan(plan).operation
         if operation not in OPERATIONS:
             raise ValueError(f"operation must be one of {', '.join(OPERATIONS)}")
         self.client, self.operation, self.max_workers = client, operation, max_workers
         self.journal_path = Path(journal) if journal else default_journal_path()
-        self.source = source
+        self.source, self.column_map, self.sheet, self.decimal, self.out_dir = source, column_map, sheet, decimal, Path(out_dir)
+        self.result_path: Path | None = None
         self.plan: pd.DataFrame | None = None
         self.result: pd.DataFrame | None = None
         self._lock = threading.Lock()
@@ -109,23 +156,26 @@ class BulkRunPanel:
     def _build(self) -> None:
         self.path = w.Text(value=str(self.source) if isinstance(self.source, (str, Path)) else "", placeholder="path to CSV/XLSX",
                            description="Input file", layout=w.Layout(width="480px"))
-        self.upload = w.FileUpload(accept=".csv,.xlsx", multiple=False, description="Upload")
+        self.upload = w.FileUpload(accept=UPLOAD_TYPES, multiple=False, description="Upload")
+        self.progress_bar = w.IntProgress(value=0, min=0, max=1, description="", layout=w.Layout(width="480px", visibility="hidden"))
+        self.download = w.HTML()
         self.plan_button = w.Button(description="Plan (dry run)", button_style="info", icon="list")
         self.approval = w.HTML()
         self.confirm = w.Text(placeholder="type the confirmation shown above", description="Confirm", disabled=True)
         self.execute_button = w.Button(description="Execute", button_style="danger", icon="play", disabled=True)
         self.production = w.Checkbox(value=False, description="I confirm this moves money in PRODUCTION",
                                      layout=w.Layout(display="flex" if self.client.is_production else "none"))
-        # Progress bars are captured by the frontend (``with self.progress``); results are appended from the
-        # kernel. Mixing both in one Output widget races, and the frontend can drop what the kernel appended.
-        self.progress, self.plan_output, self.result_output = w.Output(), w.Output(), w.Output()
+        # Progress is the panel's own IntProgress (updated from the kernel, also from worker threads): a tqdm bar
+        # captured in an Output widget raced with the results appended to it.
+        self.plan_output, self.result_output = w.Output(), w.Output()
         self.plan_button.on_click(lambda _: self.make_plan())
         self.confirm.observe(lambda _: self._refresh_execute(), names="value")
         self.execute_button.on_click(lambda _: self.execute())
         account = self.client.account
         title = w.HTML(f"<b>Bulk {self.operation}</b> on {account.describe()} ({account.base_url})")
         self.widget = w.VBox([title, w.HBox([self.path, self.upload]), self.plan_button, self.plan_output, self.approval,
-                              w.HBox([self.confirm, self.execute_button]), self.production, self.progress, self.result_output])
+                              w.HBox([self.confirm, self.execute_button]), self.production, self.progress_bar, self.download,
+                              self.result_output])
 
     def _ipython_display_(self) -> None:
         display(self.widget)
@@ -133,25 +183,21 @@ class BulkRunPanel:
     # -- steps ----------------------------------------------------------------------------------------------
     def make_plan(self) -> pd.DataFrame | None:
         """Read the input and make the plan (a real dry run); shows it, its summary and the rows that need attention."""
-        self.plan_output.outputs = self.progress.outputs = ()
+        self.plan_output.outputs = ()
         self._reset_approval()
-        plan, error = None, None
-        # In a kernel, Output.__exit__ swallows exceptions: catch them inside, or a refusal would pass unseen.
-        with self.progress:
-            try:
-                plan = make_plan(self.client, self.operation, self._read_input(), journal=self.journal_path,
-                                 max_workers=self.max_workers)
-            except Exception as exc:  # noqa: BLE001 - shown in the panel: a file that cannot be read, a refusal
-                error = exc
-        if plan is None:
-            _show(self.plan_output, HTML(f"<b>No plan:</b> {_escape(error)}"))
+        try:
+            source = self._read_input()
+            plan = make_plan(self.client, self.operation, source, journal=self.journal_path, max_workers=self.max_workers,
+                             progress=self._bar, column_map=self.column_map, sheet=self.sheet, decimal=self.decimal)
+        except Exception as exc:  # noqa: BLE001 - shown in the panel (a callback's exception would be lost in a kernel)
+            _show(self.plan_output, HTML(f"<b>No plan:</b> {_escape(exc)}"))
             return None
         return self._show_plan(plan)
 
     def _show_plan(self, plan: pd.DataFrame) -> pd.DataFrame:
         attention = plan.backd.needs_attention()
-        notes = [HTML(f"<b>{len(attention)} row(s) will not be sent:</b>"), attention[["backd_order_id", "outcome", "message"]]] if len(attention) else []
-        _show(self.plan_output, summarize_outcomes(plan), *notes, plan)
+        notes = [HTML(f"<b>{len(attention)} row(s) will not be sent:</b>"), attention] if len(attention) else []
+        _show(self.plan_output, _outcomes_present(plan), *notes, plan)
         self.plan = plan
         word = confirmation_word(plan, self.operation)
         self.approval.value = (f"<p><b>{_escape(approval_text(plan, self.operation))}</b></p>"
@@ -169,18 +215,16 @@ class BulkRunPanel:
             return None  # a double click: the first run is still going
         try:
             self.execute_button.disabled = self.confirm.disabled = True
-            self.result_output.outputs = self.progress.outputs = ()
-            self.result, error = None, None
-            with self.progress:  # catch inside: in a kernel, Output.__exit__ would swallow a refusal
-                try:
-                    self.result = execute_plan(self.client, self.plan, approved_by=current_user(), journal=self.journal_path,
-                                               max_workers=self.max_workers, confirm_production=self.production.value)
-                except Exception as exc:  # noqa: BLE001 - a refusal (or a bug) is shown; the old result is not
-                    error = exc
-            if error is not None:
-                _show(self.result_output, HTML(f"<b>Not executed, nothing was sent:</b> {_escape(error)}"))
-            else:
-                self._show_result(self.result)
+            self.result_output.outputs = ()
+            self.download.value = ""
+            self.result = None
+            self.result = execute_plan(self.client, self.plan, approved_by=current_user(), journal=self.journal_path,
+                                       max_workers=self.max_workers, progress=self._bar, confirm_production=self.production.value)
+            self._show_result(self.result)
+        except Exception as exc:  # noqa: BLE001 - a refusal (or a bug) is shown; never the previous run's result
+            what = "Not executed, nothing was sent" if isinstance(exc, BackdError) else \
+                f"Stopped by an unexpected error (the journal {self.journal_path} holds what was sent)"
+            _show(self.result_output, HTML(f"<b>{what}:</b> {_escape(exc)}"))
         finally:
             self.confirm.value = ""
             self._lock.release()
@@ -189,21 +233,28 @@ class BulkRunPanel:
     def _show_result(self, result: pd.DataFrame) -> None:
         run_id = result.attrs.get("backd_result", {}).get("run_id")
         drifted = int((result["outcome"] == "drifted").sum())
-        note = f" {drifted} row(s) drifted since the plan and were not sent." if drifted else ""
-        link = HTML(f"<b>Done.</b>{note} Journal: <code>{self.journal_path}</code>, run <code>{run_id}</code> "
-                    f"(<code>Journal(r'{self.journal_path}').actions('{run_id}')</code>)")
-        _show(self.result_output, link, summarize_outcomes(result), result)
+        note = " Drifted rows changed on Backd after the plan was shown; nothing was sent for them." if drifted else ""
+        try:
+            self.result_path = write_csv(result, self.out_dir / f"{self.operation}_result_{run_id}.csv", index=True)
+            self.download.value = download_link(self.result_path)
+        except OSError as exc:  # the run is done and journaled; only the file is missing
+            self.download.value = f"<b>The results file could not be written:</b> {_escape(exc)}"
+        link = HTML(f"<b>Done.</b> {_escape(result_sentence(result))}{note} Journal: <code>{self.journal_path}</code>, "
+                    f"run <code>{run_id}</code> (<code>Journal(r'{self.journal_path}').actions('{run_id}')</code>)")
+        _show(self.result_output, link, _outcomes_present(result), result)
 
     # -- helpers ----------------------------------------------------------------------------------------------
     def _read_input(self) -> pd.DataFrame:
-        if self.upload.value:
+        headers = parse_mapping(self.column_map)
+        if self.upload.value:  # ipywidgets 8: a tuple of {"name", "type", "size", "content": memoryview, ...}
             item = self.upload.value[0]
-            name, content = item["name"], bytes(item["content"])
-            return pd.read_excel(io.BytesIO(content), dtype=object) if name.lower().endswith(".xlsx") \
-                else pd.read_csv(io.BytesIO(content), dtype=str, keep_default_na=False, na_values=[""])
+            return read_bytes(bytes(item["content"]), item["name"], sheet=self.sheet, header_names=headers)
         if isinstance(self.source, pd.DataFrame) and not self.path.value:
             return self.source.copy()
-        return read_table(self.path.value)
+        return read_table(self.path.value, sheet=self.sheet, header_names=headers)
+
+    def _bar(self, total: int, desc: str) -> Bar:
+        return _WidgetBar(self.progress_bar, total, desc)
 
     def _reset_approval(self) -> None:
         self.plan = None
@@ -216,6 +267,12 @@ class BulkRunPanel:
 
     def journal(self) -> Journal:
         return Journal(self.journal_path)
+
+
+def _outcomes_present(frame: pd.DataFrame) -> pd.DataFrame:
+    """The outcome summary without its zero rows (the panel has little room; the total stays)."""
+    summary = summarize_outcomes(frame)
+    return summary[summary["rows"] > 0]
 
 
 class FindingsPanel:

@@ -1,0 +1,86 @@
+"""Reading analysts' files: delimiters, encodings, title rows, empty rows and sheets, with spreadsheet row numbers."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from openpyxl import Workbook
+
+from backd_ops.errors import InputError
+from backd_ops.tables import read_bytes, read_table, sniff_delimiter, table_source
+
+
+@pytest.mark.parametrize(("delimiter", "name"), [(",", "comma"), (";", "semicolon"), ("\t", "tab"), ("|", "pipe")])
+def test_the_delimiter_is_found_and_said(delimiter, name):
+    text = delimiter.join(["Order ID", "Refund Amount", "Reason"]) + "\n" + delimiter.join(["BO-1", "1,50" if delimiter != "," else "1.50", "x"]) + "\n"
+    frame = read_bytes(text.encode(), "refunds.csv")
+    assert list(frame.columns) == ["Order ID", "Refund Amount", "Reason"] and frame.index.tolist() == [2]
+    assert f"{name}-separated" in table_source(frame).describe()
+
+
+def test_row_numbers_are_spreadsheet_lines_after_titles_blank_and_empty_rows():
+    text = "Refunds for April\n\nbackd_order_id,refund_amount\nBO-1,1.00\n\n,\n \t, \nBO-2,abc\n"
+    frame = read_bytes(text.encode(), "r.csv")
+    assert frame.index.tolist() == [4, 8] and frame.loc[8, "refund_amount"] == "abc"
+    source = table_source(frame)
+    assert (source.header_line, source.skipped) == (3, (5, 6, 7))
+    assert source.describe() == "r.csv: CSV, comma-separated, header on line 3; 3 empty rows skipped (lines 5, 6, 7)"
+
+
+@pytest.mark.parametrize(("data", "encoding"), [
+    ("\ufeffOrder ID,Amount\nBO-é,5\n".encode("utf-8"), None),
+    ("Order ID,Amount\nBO-é,5\n".encode("cp1252"), "windows-1252"),
+    ("Order ID\tAmount\nBO-é\t5\n".encode("utf-16"), "utf-16"),
+])
+def test_encodings_and_the_bom(data, encoding):
+    frame = read_bytes(data, "r.csv")
+    assert list(frame.columns) == ["Order ID", "Amount"] and frame["Order ID"].tolist() == ["BO-é"]
+    assert (f"encoding {encoding}" in table_source(frame).describe()) == bool(encoding)
+
+
+def test_xlsx_first_sheet_or_the_named_one_with_a_title_row(tmp_path):
+    book = Workbook()
+    sheet = book.active
+    sheet.title = "Summary"
+    sheet["A1"] = "nothing here"
+    data = book.create_sheet("Refunds")
+    data["A1"], data["A3"], data["B3"], data["A4"], data["B4"], data["A6"], data["B6"] = (
+        "April refunds", "Order ID", "Amount", "BO-1", 1.5, 100045, 2)
+    path = tmp_path / "refunds.xlsx"
+    book.save(path)
+    assert list(read_table(path).columns) == ["nothing here"]
+    frame = read_table(path, sheet="Refunds")
+    assert frame.index.tolist() == [4, 6] and frame["Amount"].tolist() == [1.5, 2]
+    assert table_source(frame).describe() == "refunds.xlsx: XLSX, sheet 'Refunds', header on line 3; 1 empty row skipped (line 5)"
+    with pytest.raises(InputError, match="has no sheet 'Nope'; its sheets are 'Summary', 'Refunds'. Pick one with sheet"):
+        read_table(path, sheet="Nope")
+    disguised = tmp_path / "ids.csv"  # an XLSX saved with the wrong name is still read as what it is
+    disguised.write_bytes(path.read_bytes())
+    assert table_source(read_table(disguised)).format == "xlsx"
+
+
+def test_files_that_cannot_be_read_say_why(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        read_table(tmp_path / "missing.csv")
+    with pytest.raises(InputError, match="it is a directory"):
+        read_table(tmp_path)
+    (tmp_path / "old.xls").write_bytes(b"\xd0\xcf\x11\xe0rest")
+    with pytest.raises(InputError, match="old Excel .xls workbook; save it as .xlsx or CSV"):
+        read_table(tmp_path / "old.xls")
+    (tmp_path / "ragged.csv").write_text("a,b\n1,2\n1,2,3\n")
+    with pytest.raises(InputError, match=r"ragged.csv, line 3: 3 cells, but the header has 2 \(read as comma-separated\)"):
+        read_table(tmp_path / "ragged.csv")
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet")
+    with pytest.raises(InputError, match="bad.parquet: cannot read it as PARQUET"):
+        read_table(tmp_path / "bad.parquet")
+
+
+def test_a_frame_is_copied_as_it_is():
+    frame = pd.DataFrame({"backd_order_id": ["BO-1", None]}, index=[7, 8])
+    copy = read_table(frame)
+    assert copy is not frame and copy.index.tolist() == [7, 8]
+
+
+def test_sniffing_falls_back_to_the_most_consistent_delimiter():
+    assert sniff_delimiter("Title\nOrder ID;Amount;Reason\nBO-1;5,00;x\nBO-2;6;y\n") == ";"
+    assert sniff_delimiter("backd_order_id\nBO-1\n") == ","
