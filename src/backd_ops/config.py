@@ -32,6 +32,7 @@ __all__ = [
     "Settings",
     "current_user",
     "is_production_url",
+    "list_profiles",
     "normalize_base_url",
 ]
 
@@ -60,6 +61,13 @@ PRODUCTION_CONFIRM_ENV = "BACKD_CONFIRM_PRODUCTION"
 USER_ENV = "BACKD_OPS_USER"
 APPROVERS_ENV = "BACKD_OPS_APPROVERS_REQUIRED"
 FOUR_EYES_ENV = "BACKD_OPS_FOUR_EYES_ABOVE"
+PROFILE_ENV = "BACKD_PROFILE"
+PROFILES_FILE_ENV = "BACKD_PROFILES_FILE"
+PROFILES_FILE = "backd_profiles.toml"
+"""Beside ``.env``: one table per profile (``[us]``, ``[eu]``) with ``environment``, ``public_key``, ``base_url``."""
+_PROFILE_SETTINGS = ("PUBLIC_KEY", "SECRET_KEY", "ENVIRONMENT", "BASE_URL", "MAX_RPS")
+_PROFILE_FILE_KEYS = {"environment", "public_key", "base_url", "max_rps", "description"}
+_PROFILE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,39}$")
 
 
 def normalize_base_url(url: str) -> str:
@@ -248,6 +256,8 @@ class Settings:
     read_timeout_s: float = READ_TIMEOUT_S
     max_retries: int = MAX_RETRIES
     pool_size: int = POOL_SIZE
+    profile: str | None = None
+    """The named profile these settings came from (``BACKD_PROFILE``, ``connect(profile=...)``), if any."""
 
     def __post_init__(self) -> None:
         if self.secret_key:  # first: any message below that quotes the configuration is redacted
@@ -263,8 +273,10 @@ class Settings:
                 "set BACKD_ENVIRONMENT=production to use production (and its guard), or point BACKD_BASE_URL elsewhere"
             )
         if not self.public_key or not self.secret_key:
+            suffix = f"_{profile_suffix(self.profile)}" if self.profile else ""
+            where = f" for profile {self.profile!r}" if self.profile else ""
             raise ConfigurationError(
-                "Backd keys are missing: set BACKD_PUBLIC_KEY and BACKD_SECRET_KEY in the environment "
+                f"Backd keys are missing{where}: set BACKD_PUBLIC_KEY{suffix} and BACKD_SECRET_KEY{suffix} in the environment "
                 "or in a .env file (never in a notebook parameter)"
             )
 
@@ -283,21 +295,123 @@ class Settings:
         return Account(self.environment, self.resolved_base_url, self.public_key)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, *, dotenv_path: str | Path | None = ".env") -> Settings:
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, dotenv_path: str | Path | None = ".env",
+                 profile: str | None = None) -> Settings:
         """Read ``BACKD_*`` variables; a ``.env`` file fills in what the environment does not set.
+
+        With a profile (``profile=`` or ``BACKD_PROFILE``) every setting is the profile's: ``BACKD_<SETTING>_<NAME>``
+        from the environment or ``.env``, else its table in ``backd_profiles.toml`` (never a secret); the plain
+        ``BACKD_PUBLIC_KEY``/``BACKD_SECRET_KEY`` are not used, so two accounts' keys are never mixed.
 
         Examples
         --------
         >>> Settings.from_env({"BACKD_PUBLIC_KEY": "pk", "BACKD_SECRET_KEY": "sk"}, dotenv_path=None).environment
         'sandbox'
+        >>> Settings.from_env({"BACKD_PUBLIC_KEY_EU": "pk_eu", "BACKD_SECRET_KEY_EU": "sk_eu"}, dotenv_path=None, profile="eu").public_key
+        'pk_eu'
         """
         values = _env_with_dotenv(os.environ if environ is None else environ, dotenv_path)
+        name = (values.get(PROFILE_ENV, "") if profile is None else profile).strip() or None
+        if name is not None:
+            values = _profile_values(name, values, dotenv_path)
         return cls(
+            profile=name,
             public_key=values.get("BACKD_PUBLIC_KEY", "").strip(),
             secret_key=SecretKey(values.get("BACKD_SECRET_KEY", "").strip()),
             environment=(values.get("BACKD_ENVIRONMENT") or "sandbox").strip().lower(),
             base_url=(values.get("BACKD_BASE_URL") or "").strip() or None,
         )
+
+
+def profile_suffix(name: str) -> str:
+    """The environment-variable suffix of a profile: ``"us-east"`` → ``"US_EAST"``."""
+    return name.upper().replace("-", "_")
+
+
+def profiles_file(environ: Mapping[str, str] | None = None, dotenv_path: str | Path | None = ".env") -> Path:
+    """``$BACKD_PROFILES_FILE``, else ``backd_profiles.toml`` beside the ``.env`` file (the working directory)."""
+    values = os.environ if environ is None else environ
+    if values.get(PROFILES_FILE_ENV, "").strip():
+        return Path(values[PROFILES_FILE_ENV].strip()).expanduser()
+    return (Path(dotenv_path).parent if dotenv_path is not None else Path.cwd()) / PROFILES_FILE
+
+
+def read_profiles(path: str | Path) -> dict[str, dict[str, str]]:
+    """The profiles file's tables; a secret in it, an unknown setting or a bad name is a ConfigurationError.
+
+    Examples
+    --------
+    >>> read_profiles("no-such-file.toml")
+    {}
+    """
+    import tomllib
+
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"{path}: not valid TOML ({exc})") from None
+    profiles = {}
+    for name, table in data.items():
+        if not isinstance(table, dict):
+            raise ConfigurationError(f"{path}: {name!r} must be a table ([{name}] with environment, public_key, base_url)")
+        _check_profile_name(name, path)
+        secret_like = [k for k in table if any(w in k.lower() for w in ("secret", "password", "token", "credential"))]
+        if secret_like:
+            raise ConfigurationError(f"{path}: [{name}] has {', '.join(secret_like)}; secrets never go in the profiles file: "
+                                     f"set BACKD_SECRET_KEY_{profile_suffix(name)} in the environment or .env")
+        unknown = sorted(set(table) - _PROFILE_FILE_KEYS)
+        if unknown:
+            raise ConfigurationError(f"{path}: [{name}] has unknown setting {', '.join(unknown)}; "
+                                     f"a profile takes {', '.join(sorted(_PROFILE_FILE_KEYS))}")
+        profiles[name] = {k: str(v) for k, v in table.items()}
+    return profiles
+
+
+def list_profiles(environ: Mapping[str, str] | None = None, *, dotenv_path: str | Path | None = ".env") -> list[str]:
+    """Profile names from the profiles file, and from ``BACKD_PUBLIC_KEY_<NAME>`` variables (environment, .env).
+
+    Examples
+    --------
+    >>> list_profiles({"BACKD_PUBLIC_KEY_EU": "pk_eu", "BACKD_PROFILES_FILE": "none.toml"}, dotenv_path=None)
+    ['eu']
+    """
+    values = _env_with_dotenv(os.environ if environ is None else environ, dotenv_path)
+    names = list(read_profiles(profiles_file(values, dotenv_path)))
+    known = {profile_suffix(n) for n in names}
+    for variable in values:
+        suffix = variable.removeprefix("BACKD_PUBLIC_KEY_") if variable.startswith("BACKD_PUBLIC_KEY_") else ""
+        if suffix and suffix not in known:
+            names.append(suffix.lower())
+            known.add(suffix)
+    return names
+
+
+def _check_profile_name(name: str, where: object = "profile") -> None:
+    if not _PROFILE_NAME.match(name):
+        raise ConfigurationError(f"{where}: profile name {name!r} must start with a letter and hold only letters, digits, - and _")
+
+
+def _profile_values(name: str, values: dict[str, str], dotenv_path: str | Path | None) -> dict[str, str]:
+    """``values`` with every setting replaced by the profile's (its variables first, then its file table)."""
+    _check_profile_name(name, PROFILE_ENV)
+    path = profiles_file(values, dotenv_path)
+    table = read_profiles(path).get(name)
+    suffix = profile_suffix(name)
+    if table is None and not any(f"BACKD_{s}_{suffix}" in values for s in _PROFILE_SETTINGS):
+        known = list_profiles(values, dotenv_path=dotenv_path)
+        raise ConfigurationError(f"unknown profile {name!r}; known: {', '.join(known) or 'none'} "
+                                 f"(profiles are tables in {path}, or BACKD_PUBLIC_KEY_<NAME> variables)")
+    resolved = {k: v for k, v in values.items() if k.removeprefix("BACKD_") not in _PROFILE_SETTINGS}
+    for setting in _PROFILE_SETTINGS:
+        variable = f"BACKD_{setting}_{suffix}"
+        if variable in values:
+            resolved[f"BACKD_{setting}"] = values[variable]
+        elif table and setting.lower() in table:
+            resolved[f"BACKD_{setting}"] = table[setting.lower()]
+    return resolved
 
 
 def _env_with_dotenv(environ: Mapping[str, str], dotenv_path: str | Path | None) -> dict[str, str]:
