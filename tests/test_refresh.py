@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 import backd_ops
+from backd_ops.config import Account
 from backd_ops.locking import CHICAGO
 from backd_ops.orderstore import OrderStore, is_final
 from backd_ops.reconcile import reconcile
@@ -108,3 +109,20 @@ def test_refresh_none_reconciles_from_the_store_alone(book):
     assert reads(sb) == set() and offline.record.orders_live == 0 and offline.record.orders_from_store == len(ledger)
     with pytest.raises(backd_ops.InputError, match="refresh must be one of"):
         reconcile(ledger, client=sb.client(), refresh="sometimes", store=store, progress=False)
+
+
+def test_parts_whose_timestamps_differ_in_unit_load_as_one_table(tmp_path):
+    """pandas parses "…:00.123Z" at ms and other text at us; a store written by both must still load."""
+    store = OrderStore(tmp_path / "orders")
+    account = Account("sandbox", "http://127.0.0.1/v1", "pk_sandbox_demo")
+    base = {"status": "refund", "active_refund_status": "draft", "order_total": Decimal("10.00")}
+    store.record(account, pd.DataFrame([{**base, "backd_order_id": "BO-1", "active_refund_locked_at": "2026-04-14T02:00:00.123Z"}]))
+    store.record(account, pd.DataFrame([{**base, "backd_order_id": "BO-2", "active_refund_locked_at": "2026-04-14T02:00:00.123456Z"}]))
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    legacy = pa.table({"backd_order_id": ["BO-3"], "active_refund_locked_at": pa.array([0], pa.timestamp("ms", tz="UTC")),
+                       "read_at": pa.array([1], pa.timestamp("ms", tz="UTC"))})
+    pq.write_table(legacy, store.folder(account) / "part-00000000T000000000000-legacy.parquet")
+    loaded = store.load(account)
+    assert sorted(loaded.backd_order_id) == ["BO-1", "BO-2", "BO-3"]
+    assert loaded.set_index("backd_order_id").active_refund_locked_at["BO-1"].microsecond == 123000

@@ -104,7 +104,7 @@ class OrderStore:
             return _empty()
         wanted = None if backd_order_ids is None else list(dict.fromkeys(backd_order_ids))
         tables = [_read(path, wanted) for path in files]
-        table = pa.concat_tables([t for t in tables if t is not None], promote_options="default")
+        table = pa.concat_tables([t for t in tables if t is not None], promote_options="permissive")  # older parts may differ in unit
         frame = table.to_pandas(types_mapper=_types)
         frame = frame.sort_values("read_at", kind="stable").drop_duplicates("backd_order_id", keep="last")
         return _to_chicago(frame.reset_index(drop=True))
@@ -143,7 +143,9 @@ def _types(arrow_type: pa.DataType) -> pd.api.extensions.ExtensionDtype | None:
 def _to_utc(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     for column in ("create_date", "active_refund_locked_at", "read_at"):
-        out[column] = pd.to_datetime(out[column], utc=True)
+        # pandas infers a unit from the text it parsed (ms for "…:00.123Z", us otherwise); a store whose parts
+        # disagree on the unit cannot be read back as one table, so every part is written in microseconds.
+        out[column] = pd.to_datetime(out[column], utc=True).dt.as_unit("us")
     return out
 
 
