@@ -20,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .arrowtools import arrow_text, isin, positions
+from .arrowtools import IdKeys
 from .locking import CHICAGO
 from .models import OrderStatus
 
@@ -64,14 +64,17 @@ ORDER_SIDE = ["backd_order_id", "merchant_order_id", "status", "order_total_cent
 
 
 def compare(ledger: pd.DataFrame, orders: pd.DataFrame, *, tolerance_cents: int, as_of: datetime, stale_days: float,
-            lock_window_hours: float, check_missing_in_ledger: bool, store_drift: pd.DataFrame | None = None) -> pd.DataFrame:
+            lock_window_hours: float, check_missing_in_ledger: bool, store_drift: pd.DataFrame | None = None,
+            keys: IdKeys | None = None) -> pd.DataFrame:
     """Every finding, most severe and most money first (columns :data:`FINDING_COLUMNS` plus ``severity``).
 
     ``ledger`` is a loaded ledger (``load_ledger``); ``orders`` a loaded snapshot (``load_snapshot``, ids unique).
     ``check_missing_in_ledger``: whether ``orders`` holds more than the ledger's own ids (a snapshot or a store),
-    so that orders Backd has and the ledger lacks can be reported.
+    so that orders Backd has and the ledger lacks can be reported. ``keys`` (:class:`IdKeys` of these two frames'
+    ids) saves hashing them again.
     """
-    merged = _merge(ledger, orders)
+    keys = keys or IdKeys.build(ledger["backd_order_id"], orders["backd_order_id"])
+    merged = _merge(ledger, orders, keys)
     has_id = merged["backd_order_id"].notna()
     read_error = merged["error"].notna() & has_id
     not_found = has_id & ((merged["_merge"] == "left_only") | (read_error & merged["error"].astype("string").str.startswith("NotFoundError")))
@@ -87,7 +90,7 @@ def compare(ledger: pd.DataFrame, orders: pd.DataFrame, *, tolerance_cents: int,
         *_time_findings(merged, found, as_of, stale_days, lock_window_hours),
     ]
     if check_missing_in_ledger:
-        parts.append(_missing_in_ledger(ledger, orders))
+        parts.append(_missing_in_ledger(orders, keys))
     if store_drift is not None and len(store_drift):
         drift = merged[["backd_order_id"]].merge(store_drift, on="backd_order_id", how="left")
         parts.append(_finding("store_drifted", merged, pd.Series(drift["live"].notna().to_numpy(), index=merged.index),
@@ -97,14 +100,13 @@ def compare(ledger: pd.DataFrame, orders: pd.DataFrame, *, tolerance_cents: int,
     return _ordered(_count_once(findings))
 
 
-def _merge(ledger: pd.DataFrame, orders: pd.DataFrame) -> pd.DataFrame:
+def _merge(ledger: pd.DataFrame, orders: pd.DataFrame, keys: IdKeys) -> pd.DataFrame:
     """Ledger rows with their order's columns beside them (``_backd`` where names meet): a left join done as an Arrow
     hash lookup and a gather, since the snapshot's ids are unique, not as a pandas merge of string keys."""
     rows = ledger.reset_index(drop=False)
     rows = rows.rename(columns={rows.columns[0]: "row"})
     rows.insert(0, "pos", np.arange(len(rows)))
-    ids = arrow_text(rows["backd_order_id"])
-    at = positions(rows["backd_order_id"], orders["backd_order_id"])
+    at = keys.order_at()
     found = at >= 0
     where = np.maximum(at, 0)
     side = orders.reindex(columns=ORDER_SIDE)
@@ -115,7 +117,7 @@ def _merge(ledger: pd.DataFrame, orders: pd.DataFrame) -> pd.DataFrame:
         name = f"{column}_backd" if column in rows.columns else column
         rows[name] = values.where(found) if not found.all() else values
     rows["_merge"] = np.where(found, "both", "left_only")
-    rows["_id_code"] = np.asarray(pc.fill_null(pc.dictionary_encode(ids).indices, -1))  # integer ids for duplicates
+    rows["_id_code"] = keys.ledger  # integer ids for duplicates
     return rows
 
 
@@ -134,7 +136,7 @@ def _duplicates(merged: pd.DataFrame, has_id: pd.Series) -> pd.DataFrame:
 
 def _value_findings(merged: pd.DataFrame, found: pd.Series, tolerance_cents: int) -> list[pd.DataFrame]:
     backd_status = merged["status_backd"].astype("string")
-    canceled_both = merged["backd_status"].str.contains("cancel") & backd_status.str.contains("cancel")
+    canceled_both = _is_canceled(merged["backd_status"]) & _is_canceled(backd_status)
     status_differs = found & (merged["backd_status"] != backd_status).fillna(True) & ~canceled_both.fillna(False)
     merchant_differs = found & (merged["merchant_order_id"] != merged["merchant_order_id_backd"]).fillna(True)
     total_diff = merged["order_total_cents_backd"] - merged["order_total_cents"]
@@ -153,17 +155,25 @@ def _value_findings(merged: pd.DataFrame, found: pd.Series, tolerance_cents: int
     ]
 
 
+def _is_canceled(status: pd.Series) -> pd.Series:
+    """Whether a status says canceled (any spelling with "cancel"): decided once per distinct status."""
+    codes, uniques = pd.factorize(status, use_na_sentinel=True)
+    canceled = np.append(pd.Series(uniques, dtype="string").str.contains("cancel").fillna(False).to_numpy(dtype=bool), False)
+    return pd.Series(canceled[codes], index=status.index)  # code -1 (missing) takes the appended False
+
+
 def _time_findings(merged: pd.DataFrame, found: pd.Series, as_of: datetime, stale_days: float,
                    lock_window_hours: float) -> list[pd.DataFrame]:
     """Stale is measured from when Backd says the order was placed, else from its creation (and says so)."""
     placed, created = _aware(merged["placed_date"]), _aware(merged["create_date"])
     since = placed.fillna(created)
     stale = found & (merged["status_backd"] == OrderStatus.PLACED).fillna(False) & (since < pd.Timestamp(as_of - timedelta(days=stale_days))).fillna(False)
-    word = pd.Series(np.where(placed.notna(), "placed ", "created "), index=merged.index)
+    placed_known = placed.notna().to_numpy()
     lock_at = merged["active_refund_locked_at"]
     window_end = pd.Timestamp(as_of + timedelta(hours=lock_window_hours))
     locks_soon = found & lock_at.notna() & (lock_at > pd.Timestamp(as_of)) & (lock_at <= window_end)
-    since_text = lambda m: word[m.index] + _strftime(m, "%Y-%m-%d")  # noqa: E731 - formatted on finding rows only
+    since_text = lambda m: (pd.Series(np.where(placed_known[m.index.to_numpy()], "placed ", "created "), index=m.index)  # noqa: E731
+                            + _strftime(m, "%Y-%m-%d"))  # formatted on finding rows only (merged has a RangeIndex)
     return [
         _finding("stale_order_placed", merged, stale, backd_value=since, exposure=merged["order_total_cents_backd"], show=since_text),
         _finding("refund_locks_soon", merged, locks_soon.fillna(False), ledger_value=merged["active_refund_amount_cents"],
@@ -175,8 +185,9 @@ def _aware(values: pd.Series) -> pd.Series:
     return pd.to_datetime(values, utc=True)
 
 
-def _missing_in_ledger(ledger: pd.DataFrame, orders: pd.DataFrame) -> pd.DataFrame:
-    known = orders["error"].isna() & ~pd.Series(isin(orders["backd_order_id"], ledger["backd_order_id"].dropna()), index=orders.index)
+def _missing_in_ledger(orders: pd.DataFrame, keys: IdKeys) -> pd.DataFrame:
+    in_ledger = (keys.orders >= 0) & (keys.ledger_counts()[np.maximum(keys.orders, 0)] > 0)
+    known = orders["error"].isna() & ~pd.Series(in_ledger, index=orders.index)
     missing = orders[known]
     if missing.empty:
         return pd.DataFrame()
@@ -192,20 +203,22 @@ def _missing_in_ledger(ledger: pd.DataFrame, orders: pd.DataFrame) -> pd.DataFra
 def _finding(kind: str, merged: pd.DataFrame, mask: pd.Series, *, ledger_value: pd.Series | None = None,
              backd_value: pd.Series | None = None, difference: pd.Series | None = None, exposure: pd.Series | None = None,
              show: Callable[[pd.Series], pd.Series] | None = None) -> pd.DataFrame:
-    """The findings of one kind: the rows where ``mask`` holds; values are formatted (``show``) on those rows only."""
-    mask = mask.fillna(False).astype(bool)
-    if not mask.any():
+    """The findings of one kind: the rows where ``mask`` holds; values are formatted (``show``) on those rows only.
+
+    Columns are sliced as arrays by a numpy mask (``merged`` has a RangeIndex): no index alignment, and Arrow
+    strings stay Arrow strings instead of a round trip through Python objects.
+    """
+    chosen = np.asarray(mask.fillna(False), dtype=bool)
+    if not chosen.any():
         return pd.DataFrame()
-    pick = lambda s: None if s is None else s[mask].to_numpy()  # noqa: E731
-    shown = lambda s: None if s is None else (show(s[mask]) if show else s[mask]).to_numpy()  # noqa: E731
-    amounts = kind in _AMOUNT_KINDS
+    pick = lambda s: None if s is None else s.array[chosen]  # noqa: E731
+    shown = lambda s: None if s is None else (show(s[chosen]).array if show else s.array[chosen])  # noqa: E731
+    amounts = kind in _AMOUNT_KINDS and kind != "refund_locks_soon"
     return pd.DataFrame({
-        "kind": kind, "pos": merged.loc[mask, "pos"].to_numpy(), "row": merged.loc[mask, "row"].to_numpy(),
-        "backd_order_id": merged.loc[mask, "backd_order_id"].to_numpy(),
-        "merchant_order_id": merged.loc[mask, "merchant_order_id"].to_numpy(),
+        "kind": kind, "pos": merged["pos"].to_numpy()[chosen], "row": merged["row"].array[chosen],
+        "backd_order_id": merged["backd_order_id"].array[chosen], "merchant_order_id": merged["merchant_order_id"].array[chosen],
         "ledger_value": shown(ledger_value), "backd_value": shown(backd_value),
-        "ledger_cents": pick(ledger_value) if amounts and kind != "refund_locks_soon" else None,
-        "backd_cents": pick(backd_value) if amounts and kind != "refund_locks_soon" else None,
+        "ledger_cents": pick(ledger_value) if amounts else None, "backd_cents": pick(backd_value) if amounts else None,
         "difference_cents": pick(difference), "exposure_cents": pick(exposure),
     })
 

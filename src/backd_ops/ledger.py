@@ -108,7 +108,7 @@ def _typed_ledger(frame: pd.DataFrame, statuses: dict[str, str], decimal: str) -
     bad_id = out["backd_order_id"].notna() & ~out["backd_order_id"].str.fullmatch(BACKD_ID_PATTERN).fillna(False).astype(bool)
     checks.append(("backd_order_id", bad_id, pd.Series("is not a Backd order id", index=frame.index)))
     out["status"] = frame["status"].astype("string").str.strip()
-    out["backd_status"] = out["status"].str.lower().map(statuses).astype("string")
+    out["backd_status"] = _mapped_statuses(out["status"], statuses)
     checks.append(("status", out["backd_status"].isna(), "is not a known status; add it to status_map"))
     out["order_total_cents"], total_problem = to_cents(frame["order_total"], decimal=decimal)
     checks.append(("order_total", total_problem.ne("") | out["order_total_cents"].isna(), total_problem.replace("", "is missing")))
@@ -128,6 +128,14 @@ def _typed_ledger(frame: pd.DataFrame, statuses: dict[str, str], decimal: str) -
         out["order_date"] = pd.to_datetime(frame["order_date"], errors="coerce")
         checks.append(("order_date", out["order_date"].isna() & frame["order_date"].notna(), pd.Series("is not a date", index=frame.index)))
     return out, _problems(frame, checks)
+
+
+def _mapped_statuses(status: pd.Series, statuses: dict[str, str]) -> pd.Series:
+    """Each status through the map (case-insensitive): a handful of distinct values, so map those, then gather."""
+    codes, uniques = pd.factorize(status, use_na_sentinel=True)
+    mapped = pd.Series(uniques, dtype="string").str.lower().map(statuses).astype("string")
+    gathered = mapped.array.take(codes, allow_fill=True)  # -1 (a blank status) becomes missing
+    return pd.Series(gathered, index=status.index, dtype="string")
 
 
 def _problems(frame: pd.DataFrame, checks: list[tuple[str, pd.Series, pd.Series | str]]) -> pd.DataFrame:

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import report
-from .arrowtools import arrow_text
+from .arrowtools import IdKeys, arrow_text
 from .client import BackdClient
 from .compare import KINDS, MONEY_KINDS, SEVERITY_ORDER, TIME_KINDS, compare
 from .config import TOOL_VERSION, Account, current_user
@@ -179,12 +179,16 @@ def reconcile(
         sourcing = source_orders(client, typed, refresh=refresh, store=keeper, open_finding_ids=open_ids, audit_share=audit_share,
                                  audit_seed=audit_seed, max_workers=max_workers, progress=progress)
         orders = sourcing.orders
-    snapshot = load_snapshot(orders)
+    snapshot = load_snapshot(orders, dedupe=False)
+    keys = IdKeys.build(typed["backd_order_id"], snapshot["backd_order_id"])  # the one hash pass over the ids
+    keep = keys.last_orders()
+    if not keep.all():  # the same order twice in a snapshot: its last row is the truth
+        snapshot, keys = snapshot[keep].reset_index(drop=True), keys.only_orders(keep)
     params = {"tolerance": str(tolerance), "stale_days": stale_days, "lock_window_hours": lock_window_hours,
               **({"refresh": refresh} if live else {})}
     found = compare(typed, snapshot, tolerance_cents=tolerance_cents, as_of=moment, stale_days=stale_days,
                     lock_window_hours=lock_window_hours, check_missing_in_ledger=not live,
-                    store_drift=sourcing.drifted if sourcing is not None else None)
+                    store_drift=sourcing.drifted if sourcing is not None else None, keys=keys)
     account = client.account if client is not None else snapshot_account
     record = RunRecord(run_id or uuid.uuid4().hex[:8], account, source, moment, params,
                        orders_live=sourcing.live if sourcing else 0, orders_from_snapshot=0 if live else len(snapshot),
@@ -254,8 +258,12 @@ def _is_loaded(ledger: Any) -> bool:
     return isinstance(ledger, pd.DataFrame) and {"order_total_cents", "backd_status"} <= set(ledger.columns)
 
 
-def load_snapshot(orders: pd.DataFrame | str | Path) -> pd.DataFrame:
-    """A Backd snapshot (``find_orders`` frame, or its saved Parquet/CSV) with exact cents columns added."""
+def load_snapshot(orders: pd.DataFrame | str | Path, *, dedupe: bool = True) -> pd.DataFrame:
+    """A Backd snapshot (``find_orders`` frame, or its saved Parquet/CSV) with exact cents columns added.
+
+    ``dedupe``: keep only the last row of an order that appears twice (``reconcile`` does this itself, on the
+    integer keys it needs anyway).
+    """
     frame = read_table(orders) if not isinstance(orders, pd.DataFrame) else orders.copy()
     if "backd_order_id" not in frame.columns:
         raise InputError("the orders snapshot has no backd_order_id column")
@@ -267,7 +275,7 @@ def load_snapshot(orders: pd.DataFrame | str | Path) -> pd.DataFrame:
         frame[f"{money}_cents"] = to_cents(frame[money])[0] if money in frame.columns else missing
     for moment in ("create_date", "placed_date", "active_refund_locked_at"):
         frame[moment] = pd.to_datetime(frame[moment], utc=True).dt.tz_convert(CHICAGO) if moment in frame.columns else pd.NaT
-    if pc.count_distinct(arrow_text(frame["backd_order_id"])).as_py() == len(frame):
+    if not dedupe or pc.count_distinct(arrow_text(frame["backd_order_id"])).as_py() == len(frame):
         return frame.reset_index(drop=True)  # a find_orders frame or a saved snapshot: already one row per order
     return frame.drop_duplicates("backd_order_id", keep="last").reset_index(drop=True)
 

@@ -247,8 +247,40 @@ def _parse(text: str, delimiter: str, *, skip_lines: int, width: int, first_line
 
 
 def _read_csv(text: str, delimiter: str, skip_lines: int, width: int) -> pd.DataFrame:
+    fast = _read_csv_arrow(text, delimiter, skip_lines, width)
+    if fast is not None:
+        return fast
     return pd.read_csv(io.StringIO(text), sep=delimiter, header=None, skiprows=skip_lines + 1, names=range(width),
                        index_col=False, dtype=str, keep_default_na=False, na_values=[""], skip_blank_lines=False)
+
+
+def _read_csv_arrow(text: str, delimiter: str, skip_lines: int, width: int) -> pd.DataFrame | None:
+    """Arrow's multi-threaded CSV reader, for the common file: several times faster than pandas' on a million rows,
+    with the same result (every cell text, empty cells missing, blank lines as empty rows). None: let pandas read it
+    (a short record, or quotes above the data, where lines and records could be counted differently)."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    cut = -1
+    for _ in range(skip_lines + 1):
+        cut = text.find("\n", cut + 1)
+        if cut < 0:
+            return None
+    if '"' in text[:cut]:
+        return None
+    names = [str(i) for i in range(width)]
+    try:
+        table = pa_csv.read_csv(
+            pa.py_buffer(text[cut + 1:].encode("utf-8")),
+            read_options=pa_csv.ReadOptions(column_names=names, block_size=1 << 24),
+            parse_options=pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=True, ignore_empty_lines=False),
+            convert_options=pa_csv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=True,
+                                                  null_values=[""], quoted_strings_can_be_null=True))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    frame = table.to_pandas()
+    frame.columns = range(width)
+    return frame
 
 
 def _empty_row_cells(row: pd.Series) -> pd.Series:
