@@ -1,4 +1,4 @@
-"""The client's rate limiter: pure policy and schedule on explicit times, and real threads."""
+"""The client's rate limiter: pure policy and schedule on explicit times, real threads, and real HTTP against the sandbox's token bucket."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from backd_ops import _ratelimit
+from backd_ops import _ratelimit, find_orders
 from backd_ops._ratelimit import (
     DECREASE_FACTOR,
     PROBE_SHARE_PER_S,
@@ -23,6 +23,7 @@ from backd_ops._ratelimit import (
     refused_share,
     sent_rps,
 )
+from backd_ops.sandbox import FaultProfile, run_sandbox
 
 LIMIT_RPS = 50.0
 
@@ -255,3 +256,73 @@ def test_capped_restores_the_rate_unless_backd_slowed_it():
     with pytest.raises(ValueError):
         with limiter.capped(0):
             pass
+
+
+# -- over HTTP against the sandbox's token bucket ------------------------------------------------------------------
+@pytest.fixture
+def limited_sandbox():
+    """400 orders behind a token bucket of 50 requests/s per key (burst 10), as `--rate-limit 50` gives."""
+    with run_sandbox(orders=400, faults=FaultProfile(rate_limit_rps=LIMIT_RPS)) as sb:
+        yield sb
+
+
+def _refused(sandbox) -> int:
+    return sandbox.stats()["faults"].get("rate_limited_bucket", 0)
+
+
+def test_max_rps_holds_the_limit_with_no_429_across_workers(limited_sandbox):
+    client = limited_sandbox.client(max_rps=LIMIT_RPS)
+    ids = limited_sandbox.store.ids()[:200]
+    started = time.monotonic()
+    frame = find_orders(client, ids, max_workers=16, progress=False)
+    elapsed_s = time.monotonic() - started
+    assert frame.error.isna().all() and _refused(limited_sandbox) == 0
+    assert 199 / LIMIT_RPS * 0.98 <= elapsed_s <= 200 / LIMIT_RPS * 1.25  # at the rate: never faster, not much slower
+
+
+def test_without_a_limit_the_client_backs_off_and_probes_back(limited_sandbox):
+    client = limited_sandbox.client(backoff_initial_s=0.01)
+    ids = limited_sandbox.store.ids()[:400]
+    rates, done = [], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.1):
+            rates.append(client.limiter.rate_rps)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    started = time.monotonic()
+    frame = find_orders(client, ids, max_workers=16, progress=False)
+    elapsed_s = time.monotonic() - started
+    done.set()
+    sampler.join()
+    refused = _refused(limited_sandbox)
+    assert frame.error.isna().all()
+    assert refused <= 0.05 * (len(ids) + refused)  # unpaced, 16 workers would be refused most of the time
+    paced = [r for r in rates if r is not None]
+    low = min(paced)
+    assert 0.5 * LIMIT_RPS <= low <= LIMIT_RPS  # backed off below the limit, without collapsing
+    assert max(paced[paced.index(low):]) >= low + 2  # then probed upward again
+    assert len(ids) / elapsed_s >= 0.65 * LIMIT_RPS  # the start-up costs most of the gap in a run this short
+
+
+def test_two_clients_sharing_a_key_split_the_limit_between_them(limited_sandbox):
+    """Each backs off on the other's traffic: together they hold the limit, and neither starves."""
+    clients = [limited_sandbox.client(backoff_initial_s=0.01) for _ in range(2)]
+    ids = limited_sandbox.store.ids()
+    frames = {}
+
+    def read(n: int) -> None:
+        frames[n] = find_orders(clients[n], ids[150 * n:150 * (n + 1)], max_workers=8, progress=False)
+
+    threads = [threading.Thread(target=read, args=(n,)) for n in range(2)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed_s = time.monotonic() - started
+    refused = _refused(limited_sandbox)
+    assert all(frame.error.isna().all() for frame in frames.values())
+    assert 300 / elapsed_s >= 0.5 * LIMIT_RPS and refused <= 0.15 * (300 + refused)  # the start-ups cost most of these
+    assert all(0.15 * LIMIT_RPS <= c.limiter.rate_rps <= 0.85 * LIMIT_RPS for c in clients)  # neither takes it all

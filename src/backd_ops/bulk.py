@@ -151,7 +151,8 @@ def run_operation(client: BackdClient, operation: str | Operation, frame: FrameL
 
     ``now`` is the time the lock rule is judged at (default: the real time; a clock function or a fixed
     datetime when rehearsing against a sandbox whose clock was moved). ``journal`` is read while planning
-    (never created by a dry run) and written while executing.
+    (never created by a dry run) and written while executing. ``max_rps`` caps the client's rate for this call,
+    the plan's reads and the execution's requests alike (None: the client's own, :attr:`BackdClient.max_rps`).
 
     Examples
     --------
@@ -162,10 +163,11 @@ def run_operation(client: BackdClient, operation: str | Operation, frame: FrameL
     if execute:
         guard_production(client, confirm_production)  # before the plan's reads: a refused run sends nothing at all
     moment = now() if callable(now) else now
-    plan = make_plan(client, op, frame, journal=journal, max_workers=max_workers, progress=progress, now=moment,
-                     decimal=decimal, resend=resend)
-    if not execute:
-        return plan
-    return execute_plan(client, plan, approved_by=approved_by, max_workers=max_workers, journal=journal, progress=progress,
-                        confirm_production=confirm_production, approval_policy=approval_policy, now=now,
-                        settle_window_s=settle_window_s, max_rps=max_rps)
+    with client.limited(max_rps):
+        plan = make_plan(client, op, frame, journal=journal, max_workers=max_workers, progress=progress, now=moment,
+                         decimal=decimal, resend=resend)
+        if not execute:
+            return plan
+        return execute_plan(client, plan, approved_by=approved_by, max_workers=max_workers, journal=journal,
+                            progress=progress, confirm_production=confirm_production, approval_policy=approval_policy,
+                            now=now, settle_window_s=settle_window_s)

@@ -145,6 +145,8 @@ def _sandbox(args: argparse.Namespace) -> int:
 # -- find and bulk ---------------------------------------------------------------------------------------------------
 def _add_common(p: argparse.ArgumentParser, *, out: bool = True) -> None:
     p.add_argument("--max-workers", type=int, default=None)
+    p.add_argument("--max-rps", type=float, default=None, metavar="RPS",
+                   help="requests per second at most, reads and writes alike (default: BACKD_MAX_RPS; unset: adapt to 429s)")
     if out:
         p.add_argument("--out", type=Path, default=None, help="write the result table as CSV")
     p.add_argument("--progress", choices=["auto", "plain", "off"], default="plain")
@@ -162,7 +164,7 @@ def _find(args: argparse.Namespace) -> int:
     if not args.ids and not args.file:
         raise InputError("give ids or --file")
     ids = pd.read_csv(args.file, dtype=str)["backd_order_id"].tolist() if args.file else args.ids
-    frame = bulk.find_orders(BackdClient.from_env(), ids, max_workers=args.max_workers, progress=_progress(args))
+    frame = bulk.find_orders(BackdClient.from_env(max_rps=args.max_rps), ids, max_workers=args.max_workers, progress=_progress(args))
     _show(frame[["backd_order_id", "merchant_order_id", "status", "order_total", "refunded_amount", "active_refund_amount",
                  "active_refund_locked_at", "error"]])
     _save(frame, args.out)
@@ -188,12 +190,11 @@ def _add_execute_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--as", dest="approved_by", default=None, metavar="NAME", help="record your approval as NAME when executing")
     p.add_argument("--confirm-production", action="store_true", help="required to execute against production")
     p.add_argument("--journal", type=Path, default=None, help="SQLite journal (default ~/.backd_ops/journal.sqlite)")
-    p.add_argument("--max-rps", type=float, default=None)
     _add_common(p)
 
 
 def _operation(args: argparse.Namespace) -> int:
-    client = BackdClient.from_env()
+    client = BackdClient.from_env(max_rps=args.max_rps)
     _header(client)
     if args.execute:
         guard_production(client, args.confirm_production)  # before any request
@@ -211,7 +212,7 @@ def _operation(args: argparse.Namespace) -> int:
 
 def _execute(client: BackdClient, plan: pd.DataFrame, args: argparse.Namespace) -> int:
     result = execute_plan(client, plan, approved_by=args.approved_by, journal=args.journal, max_workers=args.max_workers,
-                          progress=_progress(args), confirm_production=args.confirm_production, max_rps=args.max_rps)
+                          progress=_progress(args), confirm_production=args.confirm_production)
     print(f"EXECUTED plan {plan.backd.plan_id[:12]}: journal run {result.attrs['backd_result']['run_id']}")
     return _report(result, args.out)
 
@@ -257,7 +258,7 @@ def _add_execute(commands: Any) -> None:
 
 def _execute_saved(args: argparse.Namespace) -> int:
     plan = load_plan(args.plan)
-    client = BackdClient.from_env()
+    client = BackdClient.from_env(max_rps=args.max_rps)
     _header(client)
     print(f"PLAN {plan.backd.plan_id[:12]}: {plan_sentence(plan)}")
     return _execute(client, plan, args)
@@ -275,7 +276,7 @@ def _add_undo(commands: Any) -> None:
 
 
 def _undo(args: argparse.Namespace) -> int:
-    client = BackdClient.from_env()
+    client = BackdClient.from_env(max_rps=args.max_rps)
     _header(client)
     if args.execute:
         guard_production(client, args.confirm_production)
@@ -310,7 +311,7 @@ def _reconcile(args: argparse.Namespace) -> int:
     from .reconcile import reconcile
 
     fail_on = [k for k in args.fail_on.split(",") if k]
-    client = None if args.snapshot else BackdClient.from_env()
+    client = None if args.snapshot else BackdClient.from_env(max_rps=args.max_rps)
     rec = reconcile(args.ledger, args.snapshot, client=client, tolerance=args.tolerance, stale_days=args.stale_days,
                     lock_window_hours=args.lock_window_hours, column_map=args.column_map, status_map=args.status_map,
                     max_workers=args.max_workers, progress=_progress(args), decimal="," if args.decimal_comma else ".")
