@@ -44,6 +44,8 @@ MIN_RPS = 0.5
 """The adaptive rate never drops below this."""
 IDLE_S = 1.0
 """A gap this long between requests starts a new measuring window: idle time says nothing about the rate."""
+STALE_AFTER_S = 0.02
+"""A slot may come due this late (or one interval, if longer) and still be used; later, it is taken again."""
 
 _NEVER = -math.inf
 
@@ -150,16 +152,19 @@ def is_congestion(*, sent_rps: float, congestion_rps: float | None, starts: int,
     return refused_share(starts, refused) >= CONGESTED_SHARE
 
 
-def is_stale(start_s: float, now_s: float, *, rate_rps: float | None) -> bool:
-    """Whether a slot is too late to use: a whole interval has passed since its start time. After a stall (the
-    process or the machine busy), every waiting worker's slot is in the past; all going at once would be a burst.
+def is_stale(start_s: float, now_s: float, *, rate_rps: float | None, tolerance_s: float = STALE_AFTER_S) -> bool:
+    """Whether a slot is too late to use: more than one interval (and ``tolerance_s``) has passed since its start
+    time. After a stall (the process or the machine busy), every waiting worker's slot is in the past; all of them
+    going at once would be a burst. The tolerance keeps a fast rate from discarding slots for a late wake-up.
 
     Examples
     --------
     >>> is_stale(1.0, 1.015, rate_rps=50.0), is_stale(1.0, 1.05, rate_rps=50.0), is_stale(1.0, 9.0, rate_rps=None)
     (False, True, False)
+    >>> is_stale(1.0, 1.01, rate_rps=1000.0)  # 10 intervals late, but within 20 ms
+    False
     """
-    return rate_rps is not None and now_s - start_s > 1.0 / rate_rps
+    return rate_rps is not None and now_s - start_s > max(1.0 / rate_rps, tolerance_s)
 
 
 class Slot(NamedTuple):
