@@ -51,7 +51,7 @@ def test_increase_is_additive_and_capped():
 def test_sent_rate_trusts_pacing_that_binds_and_measures_otherwise():
     assert sent_rps(30, 0.01, paced_rps=80.0, binding=True) == 80.0
     assert sent_rps(40, 2.0, paced_rps=80.0, binding=False) == 20.0  # the workers, not the limiter, set the pace
-    assert sent_rps(16, 0.001, paced_rps=None, binding=False) == pytest.approx(160.0)  # measured over at least 0.1 s
+    assert sent_rps(16, 0.001, paced_rps=None, binding=False) == pytest.approx(800.0)  # measured over at least 20 ms
     assert sent_rps(2, 0.001, paced_rps=None, binding=False) is None  # too few to tell
     assert sent_rps(2, 0.001, paced_rps=80.0, binding=True) is None
 
@@ -99,7 +99,7 @@ def test_a_burst_of_workers_refused_at_once_is_one_congestion_event():
     tickets = _burst(s, 16, at_s=10.0)
     counted = [s.rate_limited(t, 10.002, pause_s=0.02) for t in tickets]
     assert counted == [True] + [False] * 15
-    sent = 16 / _ratelimit.MIN_WINDOW_S  # 16 starts within 2 ms, measured over 0.1 s; 1 of the 16 refused
+    sent = 16 / _ratelimit.MIN_SEND_WINDOW_S  # 16 starts within 2 ms, measured over 20 ms; 1 of the 16 refused
     assert s.epoch == 1 and s.rate_rps == pytest.approx(decreased_rps(admitted_rps(sent, starts=16, refused=1, elapsed_s=0.002)))
     assert s.reserve(10.003).start_s == pytest.approx(10.022)  # everyone waits out the pause
 

@@ -39,7 +39,9 @@ CONGESTED_SHARE = 0.3
 SHARE_MIN_STARTS = 10
 """Requests since the last decrease before a measured rate or refused share means anything."""
 MIN_WINDOW_S = 0.1
-"""The shortest window a sending rate is measured over (a burst of workers starting at once is not 10,000/s)."""
+"""The shortest window an admitted rate is measured over (one token more or less is not a different limit)."""
+MIN_SEND_WINDOW_S = 0.02
+"""The shortest window a sending rate is measured over (16 workers starting within 1 ms are not 16,000/s)."""
 MIN_RPS = 0.5
 """The adaptive rate never drops below this."""
 IDLE_S = 1.0
@@ -104,7 +106,7 @@ def probed_rps(rate_rps: float, *, step_rps_per_s: float, elapsed_s: float, ceil
 
 
 def sent_rps(starts: int, elapsed_s: float, *, paced_rps: float | None, binding: bool,
-             min_starts: int = SHARE_MIN_STARTS, min_window_s: float = MIN_WINDOW_S) -> float | None:
+             min_starts: int = SHARE_MIN_STARTS, min_window_s: float = MIN_SEND_WINDOW_S) -> float | None:
     """How fast requests went out since ``elapsed_s`` ago: the paced rate while pacing held the workers back,
     else ``starts`` over the window; None when too few requests went to tell.
 
@@ -113,7 +115,7 @@ def sent_rps(starts: int, elapsed_s: float, *, paced_rps: float | None, binding:
     >>> sent_rps(30, 0.5, paced_rps=50.0, binding=True), sent_rps(30, 0.5, paced_rps=None, binding=False)
     (50.0, 60.0)
     >>> sent_rps(16, 0.001, paced_rps=None, binding=False), sent_rps(3, 0.001, paced_rps=50.0, binding=True)
-    (160.0, None)
+    (800.0, None)
     """
     if starts < min_starts:
         return None
