@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_bulk.py
 	$(BIN)/python bench/bench_reconcile.py
 	$(BIN)/python bench/bench_notebook.py
+	$(BIN)/python bench/bench_ratelimit.py
 
 sandbox: $(STAMP)
 	$(BIN)/backd-ops sandbox --port 8765 --orders 500

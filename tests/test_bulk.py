@@ -304,14 +304,20 @@ def test_find_orders_keeps_input_order_and_reports_errors(live, live_client):
 
 
 def test_max_rps_spaces_the_writes(live, live_client, journal):
+    """``max_rps`` paces every request of the call: the plan's reads, the reads before writing and the writes."""
     import time
 
     frame = refund_input(orders_frame(live_client, live), 10)
+    before = len(live.requests)
     started = time.monotonic()
     backd_ops.refund_orders(live_client, frame, execute=True, journal=journal, progress=False, max_rps=20)
     writes_at = sorted(r["at"] for r in live.requests if r["method"] == "POST")
     assert len(writes_at) == 10 and writes_at[-1] - writes_at[0] >= 9 / 20 * 0.9
     assert time.monotonic() - started >= 0.4
+    every = sorted(r["at"] for r in live.requests[before:])
+    assert len(every) == 30  # 10 plan reads, 10 reads before writing, 10 writes
+    assert all(every[i + 20] - every[i] >= 20 / 20 * 0.9 for i in range(len(every) - 20))  # never 21 starts in a second
+    assert live_client.max_rps is None  # the call's cap is lifted afterwards
 
 
 def test_one_429_pauses_every_worker(live):

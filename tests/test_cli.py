@@ -44,6 +44,13 @@ def test_refund_dry_run_then_execute_then_rerun(env_sandbox, tmp_path, capsys):
     assert pd.read_csv(tmp_path / "result.csv").outcome.eq("done").all()
 
 
+def test_max_rps_option_paces_every_request(env_sandbox, capsys):
+    ids = env_sandbox.store.ids()[:6]
+    assert main(["find", *ids, "--max-rps", "10", "--progress", "off"]) == 0
+    arrivals = sorted(r["at"] for r in env_sandbox.requests)
+    assert len(arrivals) == 6 and arrivals[-1] - arrivals[0] >= 5 / 10 * 0.9
+
+
 def test_exit_codes(env_sandbox, tmp_path, monkeypatch, capsys):
     bad = tmp_path / "bad.csv"
     bad.write_text("backd_order_id\nBO-NOPE\n")

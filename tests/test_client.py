@@ -239,6 +239,25 @@ def test_429_gives_retry_after_on_the_error(sandbox):
     assert info.value.retry_after == 1.0
 
 
+def test_every_attempt_is_paced_retries_too(sandbox):
+    client = sandbox.client(max_rps=10, backoff_initial_s=0.001)
+    sandbox.script_faults("find_order", ["error_before", "error_before"])
+    client.find_order("BO-DEMO-000001")
+    arrivals = [r["at"] for r in sandbox.requests if r["endpoint"] == "find_order"]
+    assert len(arrivals) == 3 and all(b - a >= 0.1 * 0.9 for a, b in zip(arrivals, arrivals[1:]))
+
+
+def test_a_429_pauses_the_other_workers_even_when_it_is_not_retried(sandbox):
+    client = sandbox.client(max_retries=0)
+    sandbox.set_faults(FaultProfile(retry_after_s=0.5), endpoint="find_order")
+    sandbox.script_faults("find_order", ["rate_limit"])
+    with pytest.raises(RateLimitError):
+        client.find_order("BO-DEMO-000001")
+    refused_at = time.monotonic()
+    client.find_order("BO-DEMO-000002")
+    assert time.monotonic() - refused_at >= 0.45
+
+
 def test_connection_refused_is_not_applied():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -265,6 +284,25 @@ def test_from_env_reads_dotenv_and_environment(tmp_path, monkeypatch):
     client = BackdClient.from_env()
     assert (client.public_key, client.environment) == ("pk_file", "sandbox")
     assert "sk_file_secret" not in repr(client) and "sk_file_secret" not in repr(client.settings)
+
+
+def test_max_rps_comes_from_the_argument_or_backd_max_rps(monkeypatch, tmp_path):
+    import backd_ops
+    from backd_ops.errors import ConfigurationError
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("BACKD_ENVIRONMENT", "BACKD_BASE_URL", "BACKD_MAX_RPS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BACKD_PUBLIC_KEY", "pk_env")
+    monkeypatch.setenv("BACKD_SECRET_KEY", "sk_env")
+    assert backd_ops.connect().max_rps is None and backd_ops.connect().limiter.rate_rps is None  # adaptive, unpaced
+    monkeypatch.setenv("BACKD_MAX_RPS", "25")
+    assert backd_ops.connect().max_rps == 25 and backd_ops.connect(max_rps=10).max_rps == 10
+    monkeypatch.setenv("BACKD_MAX_RPS", "fast")
+    with pytest.raises(ConfigurationError, match="BACKD_MAX_RPS"):
+        backd_ops.connect()
+    with pytest.raises(ConfigurationError, match="max_rps"):
+        BackdClient("pk", "sk", max_rps=0)
 
 
 def test_missing_keys_say_where_to_put_them(monkeypatch, tmp_path):

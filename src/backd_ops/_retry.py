@@ -2,14 +2,13 @@
 
 Reads (``find_order``) retry network errors, timeouts, 429 and 5xx. Writes retry only what provably
 never reached Backd: a refused connection (urllib3's connect retries) and 429. Anything else on a write
-surfaces with ``may_have_been_applied`` for the bulk layer to settle by reading the order back.
+surfaces with ``may_have_been_applied`` for the bulk layer to settle by reading the order back. The pause a 429
+imposes on every worker, and the pacing, live in ``_ratelimit``.
 """
 
 from __future__ import annotations
 
 import random
-import threading
-import time
 
 from .errors import BackdError, NetworkError, RateLimitError, ServerError
 
@@ -81,39 +80,3 @@ def parse_retry_after_s(header: str | None) -> float | None:
         return max(0.0, float(header))
     except ValueError:
         return None
-
-
-class SharedPause:
-    """One pause for every thread using a client: after a 429, all workers wait, not just the one that saw it."""
-
-    def __init__(self) -> None:
-        self._resume_at = 0.0
-        self._lock = threading.Lock()
-
-    def pause_for(self, seconds: float) -> None:
-        with self._lock:
-            self._resume_at = max(self._resume_at, time.monotonic() + seconds)
-
-    def wait(self) -> None:
-        delay = self._resume_at - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-
-
-class RateLimiter:
-    """Spaces request starts to at most ``max_rps`` per second across threads (None: no limit)."""
-
-    def __init__(self, max_rps: float | None) -> None:
-        self._interval_s = 1.0 / max_rps if max_rps else 0.0
-        self._next_at = 0.0
-        self._lock = threading.Lock()
-
-    def acquire(self) -> None:
-        if not self._interval_s:
-            return
-        with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next_at)
-            self._next_at = start + self._interval_s
-        if start > now:
-            time.sleep(start - now)

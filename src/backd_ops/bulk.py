@@ -191,6 +191,8 @@ def run_operation(client: BackdClient, operation: str | Operation, frame: FrameL
     (never created by a dry run) and written while executing. ``column_map`` and ``sheet``: see the module
     docstring. ``allow_partial=True`` executes the planned rows of an input that also has invalid rows;
     without it such an input is refused before anything is sent (:class:`~backd_ops.errors.PartialPlanError`).
+    ``max_rps`` caps the client's rate for this call, the plan's reads and the execution's requests alike
+    (None: the client's own, :attr:`BackdClient.max_rps`).
 
     Examples
     --------
@@ -201,11 +203,12 @@ def run_operation(client: BackdClient, operation: str | Operation, frame: FrameL
     if execute:
         guard_production(client, confirm_production)  # before the plan's reads: a refused run sends nothing at all
     moment = now() if callable(now) else now
-    plan = make_plan(client, op, frame, journal=journal, max_workers=max_workers, progress=progress, now=moment,
-                     decimal=decimal, resend=resend, column_map=column_map, sheet=sheet)
-    if not execute:
-        return plan
-    check_partial(plan, allow_partial)
-    return execute_plan(client, plan, approved_by=approved_by, max_workers=max_workers, journal=journal, progress=progress,
-                        confirm_production=confirm_production, approval_policy=approval_policy, now=now,
-                        settle_window_s=settle_window_s, max_rps=max_rps)
+    with client.limited(max_rps):
+        plan = make_plan(client, op, frame, journal=journal, max_workers=max_workers, progress=progress, now=moment,
+                         decimal=decimal, resend=resend, column_map=column_map, sheet=sheet)
+        if not execute:
+            return plan
+        check_partial(plan, allow_partial)
+        return execute_plan(client, plan, approved_by=approved_by, max_workers=max_workers, journal=journal,
+                            progress=progress, confirm_production=confirm_production, approval_policy=approval_policy,
+                            now=now, settle_window_s=settle_window_s)

@@ -171,8 +171,16 @@ def _sandbox(args: argparse.Namespace) -> int:
 
 
 # -- find and bulk ---------------------------------------------------------------------------------------------------
+def _add_profile(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default=None, metavar="NAME",
+                   help="which Backd account: BACKD_*_<NAME> variables / backd_profiles.toml (default: BACKD_PROFILE)")
+
+
 def _add_common(p: argparse.ArgumentParser, *, out: bool = True) -> None:
+    _add_profile(p)
     p.add_argument("--max-workers", type=int, default=None)
+    p.add_argument("--max-rps", type=float, default=None, metavar="RPS",
+                   help="requests per second at most, reads and writes alike (default: BACKD_MAX_RPS; unset: adapt to 429s)")
     if out:
         p.add_argument("--out", type=Path, default=None, help="write the result table as CSV (formulas neutralised)")
     p.add_argument("--progress", choices=["auto", "plain", "off"], default="plain")
@@ -209,7 +217,7 @@ def _find(args: argparse.Namespace) -> int:
     if not args.ids and not args.file:
         raise InputError("give ids or --file")
     ids = [*args.ids, *(read_ids(args.file, sheet=args.sheet, column_map=args.column_map) if args.file else [])]
-    client = BackdClient.from_env()
+    client = _client(args)
     _header(client.account)
     frame = bulk.find_orders(client, ids, max_workers=args.max_workers, progress=_progress(args))
     _show(frame[["backd_order_id", "merchant_order_id", "status", "order_total", "refunded_amount", "active_refund_amount",
@@ -253,12 +261,11 @@ def _add_execute_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--as", dest="approved_by", default=None, metavar="NAME", help="record your approval as NAME when executing")
     p.add_argument("--confirm-production", action="store_true", help="required to execute against production")
     p.add_argument("--journal", type=Path, default=None, help="SQLite journal (default ~/.backd_ops/journal.sqlite)")
-    p.add_argument("--max-rps", type=float, default=None)
     _add_common(p)
 
 
 def _operation(args: argparse.Namespace) -> int:
-    client = BackdClient.from_env()
+    client = _client(args)
     _header(client.account)
     if args.execute:
         guard_production(client, args.confirm_production)  # before any request
@@ -290,7 +297,7 @@ def _execute(client: BackdClient, plan: pd.DataFrame, args: argparse.Namespace, 
         print(f"backd-ops: NOT EXECUTED: {exc}", file=sys.stderr)
         return EXIT_ATTENTION
     result = execute_plan(client, plan, approved_by=args.approved_by, journal=args.journal, max_workers=args.max_workers,
-                          progress=_progress(args), confirm_production=args.confirm_production, max_rps=args.max_rps)
+                          progress=_progress(args), confirm_production=args.confirm_production)
     print(f"EXECUTED plan {plan.backd.plan_id[:12]}: journal run {result.attrs['backd_result']['run_id']}")
     print(result_sentence(result))
     return _report(result, args.out)
@@ -319,9 +326,14 @@ def _header(account: Account | None, note: str = "") -> None:
     print(where + (f"; {note}" if note else ""))
 
 
-def _env_account() -> Account | None:
+def _client(args: argparse.Namespace) -> BackdClient:
+    """The command's client: ``--profile`` (else ``BACKD_PROFILE``) and ``--max-rps`` over the environment's keys."""
+    return BackdClient.from_env(profile=getattr(args, "profile", None), max_rps=getattr(args, "max_rps", None))
+
+
+def _env_account(args: argparse.Namespace) -> Account | None:
     try:
-        return Settings.from_env().account
+        return Settings.from_env(profile=getattr(args, "profile", None)).account
     except ConfigurationError:
         return None
 
@@ -354,7 +366,7 @@ def _add_execute(commands: Any) -> None:
 
 def _execute_saved(args: argparse.Namespace) -> int:
     plan = load_plan(args.plan)
-    client = BackdClient.from_env()
+    client = _client(args)
     _header(client.account)
     _plan_header(plan)
     return _execute(client, plan, args)
@@ -372,7 +384,7 @@ def _add_undo(commands: Any) -> None:
 
 
 def _undo(args: argparse.Namespace) -> int:
-    client = BackdClient.from_env()
+    client = _client(args)
     _header(client.account)
     if args.execute:
         guard_production(client, args.confirm_production)
@@ -417,8 +429,8 @@ def _reconcile(args: argparse.Namespace) -> int:
     as_of = parse_as_of(args.as_of)
     if not args.ledger.is_file():
         raise InputError(f"no such file {args.ledger} (--ledger)")
-    client = None if args.snapshot else BackdClient.from_env()
-    _header(client.account if client else _env_account(), f"offline: Backd as saved in {args.snapshot}" if args.snapshot else "")
+    client = None if args.snapshot else _client(args)
+    _header(client.account if client else _env_account(args), f"offline: Backd as saved in {args.snapshot}" if args.snapshot else "")
     rec = reconcile(args.ledger, args.snapshot, client=client, tolerance=args.tolerance, stale_days=args.stale_days,
                     lock_window_hours=args.lock_window_hours, column_map=args.column_map, status_map=args.status_map, sheet=args.sheet,
                     max_workers=args.max_workers, progress=_progress(args), decimal="," if args.decimal_comma else ".",
@@ -455,6 +467,7 @@ def _add_findings(commands: Any) -> None:
     actions = p.add_subparsers(title="actions", metavar="ACTION")
     listing = actions.add_parser("list", help="open findings with their notes")
     listing.add_argument("--findings", type=Path, default=None)
+    _add_profile(listing)
     listing.set_defaults(handler=_findings_list)
     note = actions.add_parser("note", help="keep a note on an open finding")
     note.add_argument("order", help="backd_order_id, or merchant:<merchant_order_id> for a ledger row without one")
@@ -463,13 +476,14 @@ def _add_findings(commands: Any) -> None:
     note.add_argument("--owner", default=None)
     note.add_argument("--status", choices=["investigating", "no_action_needed"], default="investigating")
     note.add_argument("--findings", type=Path, default=None)
+    _add_profile(note)
     note.set_defaults(handler=_findings_note)
 
 
 def _findings_list(args: argparse.Namespace) -> int:
     from .findings import FindingsStore
 
-    client = BackdClient.from_env()
+    client = _client(args)
     _header(client.account)
     found = FindingsStore(args.findings).open_findings(client.account)
     _show(found[["order_key", "kind", "first_seen", "last_seen", "ledger_value", "backd_value", "note", "owner", "note_status"]])
@@ -479,7 +493,7 @@ def _findings_list(args: argparse.Namespace) -> int:
 def _findings_note(args: argparse.Namespace) -> int:
     from .findings import FindingsStore
 
-    client = BackdClient.from_env()
+    client = _client(args)
     _header(client.account)
     FindingsStore(args.findings).annotate_open(client.account, args.order, args.kind, note=args.note, status=args.status, owner=args.owner)
     print(f"noted {args.kind} on {args.order}: {args.status}")
@@ -496,7 +510,7 @@ def _add_journal(commands: Any) -> None:
 
 def _journal(args: argparse.Namespace) -> int:
     journal = Journal(args.journal)
-    _header(_env_account(), f"journal {journal.path} (runs of every account it holds)")
+    _header(_env_account(args), f"journal {journal.path} (runs of every account it holds)")
     if args.run_id:
         _show(journal.actions(args.run_id)[["row_label", "backd_order_id", "outcome", "message", "intent_at", "finished_at"]])
     else:
@@ -521,7 +535,7 @@ def _add_run(commands: Any) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     parameters = {name: _parse_value(value) for name, value in args.parameter}
-    _header(_env_account(), "the notebook's kernel gets the keys from the environment" if _env_account() else
+    _header(_env_account(args), "the notebook's kernel gets the keys from the environment" if _env_account(args) else
             "with no keys a scheduled run stops (pass -p backend sandbox to rehearse)")
     outcome = run_notebook(args.notebook, parameters, out_dir=args.out)
     _print_run(outcome.folder, outcome.summary_lines())

@@ -1,17 +1,19 @@
 """``BackdClient``: one method per Backd post-order endpoint over a pooled, authenticated session.
 
-Layers, as in requests: the public methods build documented bodies → ``_send`` applies the retry policy
-(``_retry``) → ``_transport`` makes one HTTP exchange and classifies any failure once, at this edge.
+Layers, as in requests: the public methods build documented bodies → ``_send`` waits for the client's rate
+limiter (``_ratelimit``) and applies the retry policy (``_retry``) → ``_transport`` makes one HTTP exchange and
+classifies any failure once, at this edge.
 """
 
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import replace
 import logging
 import time
 from decimal import Decimal
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import quote
 
 import requests
@@ -20,6 +22,7 @@ from urllib3.exceptions import ConnectTimeoutError
 from urllib3.util.retry import Retry
 
 from . import _retry
+from ._ratelimit import RateLimiter
 from .config import Account, SecretKey, Settings
 from .errors import (
     AuthenticationError,
@@ -72,6 +75,10 @@ class _BasicAuth(requests.auth.AuthBase):
 class BackdClient:
     """A client for Backd's post-order API. Thread-safe; share one across workers.
 
+    Every request starts through one :class:`~backd_ops._ratelimit.RateLimiter` shared by all workers:
+    ``max_rps`` (or ``BACKD_MAX_RPS``) paces reads and writes alike at that rate; without it the client adapts,
+    backing off on 429 and probing upward again.
+
     Examples
     --------
     >>> from backd_ops.sandbox import run_sandbox
@@ -92,9 +99,12 @@ class BackdClient:
         max_retries: int | None = None,
         pool_size: int | None = None,
         backoff_initial_s: float = _retry.INITIAL_DELAY_S,
+        max_rps: float | None = None,
+        profile: str | None = None,
     ) -> None:
         secret = secret_key if isinstance(secret_key, SecretKey) else SecretKey(secret_key)
-        settings = Settings(public_key=public_key, secret_key=secret, environment=environment, base_url=base_url)
+        settings = Settings(public_key=public_key, secret_key=secret, environment=environment, base_url=base_url,
+                            max_rps=max_rps, profile=profile)
         connect_s, read_s = _timeouts(timeout, settings)
         self.settings = replace(
             settings,
@@ -105,19 +115,27 @@ class BackdClient:
         )
         self.base_url = self.settings.resolved_base_url
         self.backoff_initial_s = backoff_initial_s
-        self.pause = _retry.SharedPause()
+        self.limiter = RateLimiter(self.settings.max_rps)
         self._session = _make_session(self.settings)
         self._adapter = self._session.get_adapter(self.base_url)
 
     @classmethod
-    def from_env(cls, **options: Any) -> BackdClient:
-        """Build from ``BACKD_PUBLIC_KEY``, ``BACKD_SECRET_KEY``, ``BACKD_ENVIRONMENT``, ``BACKD_BASE_URL`` (+ ``.env``).
+    def from_env(cls, *, profile: str | None = None, **options: Any) -> BackdClient:
+        """Build from ``BACKD_PUBLIC_KEY``, ``BACKD_SECRET_KEY``, ``BACKD_ENVIRONMENT``, ``BACKD_BASE_URL``,
+        ``BACKD_MAX_RPS`` (+ ``.env``); ``options`` as for the constructor (``max_rps=None``: the environment's).
+
+        ``profile`` (else ``BACKD_PROFILE``) names one of several accounts: its ``BACKD_<SETTING>_<NAME>``
+        variables and its table in ``backd_profiles.toml`` (see :func:`backd_ops.config.list_profiles`).
 
         Examples
         --------
-        >>> client = BackdClient.from_env()                      # doctest: +SKIP
+        >>> client = BackdClient.from_env(max_rps=25)            # doctest: +SKIP
+        >>> eu = BackdClient.from_env(profile="eu")              # doctest: +SKIP
         """
-        settings = Settings.from_env()
+        settings = Settings.from_env(profile=profile)
+        options["profile"] = settings.profile
+        if options.get("max_rps") is None:
+            options["max_rps"] = settings.max_rps
         return cls(
             settings.public_key,
             settings.secret_key,
@@ -148,8 +166,26 @@ class BackdClient:
     def max_retries(self) -> int:
         return self.settings.max_retries
 
+    @property
+    def max_rps(self) -> float | None:
+        """Requests per second at most, now (None: adaptive)."""
+        return self.limiter.max_rps
+
+    @contextmanager
+    def limited(self, max_rps: float | None) -> Iterator[BackdClient]:
+        """At most ``max_rps`` requests per second inside the block, for every worker (None: as configured).
+
+        Examples
+        --------
+        >>> with client.limited(max_rps=20):                    # doctest: +SKIP
+        ...     backd_ops.find_orders(client, ids)
+        """
+        with self.limiter.capped(max_rps):
+            yield self
+
     def __repr__(self) -> str:
-        return f"BackdClient(environment={self.environment!r}, base_url={self.base_url!r}, public_key={self.public_key!r})"
+        named = f"profile={self.settings.profile!r}, " if self.settings.profile else ""
+        return f"BackdClient({named}environment={self.environment!r}, base_url={self.base_url!r}, public_key={self.public_key!r})"
 
     def close(self) -> None:
         self._session.close()
@@ -254,18 +290,23 @@ class BackdClient:
     def _send(self, method: str, path: str, *, body: dict | None, endpoint: str, backd_order_id: str | None) -> dict:
         is_write = method != "GET"
         for attempt in range(self.max_retries + 1):
-            self.pause.wait()
+            ticket = self.limiter.acquire()  # every attempt is a request: paced, and held during a 429 pause
             try:
                 return self._transport(method, path, body=body, endpoint=endpoint, backd_order_id=backd_order_id, is_write=is_write)
             except BackdError as error:
-                if not _retry.should_retry(error, is_write=is_write, attempt=attempt, max_retries=self.max_retries):
-                    raise
                 delay_s = _retry.retry_delay_s(error, attempt, initial_s=self.backoff_initial_s)
                 if isinstance(error, RateLimitError):
-                    self.pause.pause_for(delay_s)
+                    self._slow_down(ticket, delay_s)  # even on the last attempt: the other workers must wait too
+                    delay_s = 0.0  # the limiter's pause holds this worker as well
+                if not _retry.should_retry(error, is_write=is_write, attempt=attempt, max_retries=self.max_retries):
+                    raise
                 log.debug("retrying %s %s after %s in %.2fs", endpoint, backd_order_id or "", type(error).__name__, delay_s)
-                time.sleep(0 if isinstance(error, RateLimitError) else delay_s)
+                time.sleep(delay_s)
         raise AssertionError("unreachable: the last attempt raises")
+
+    def _slow_down(self, ticket: int, pause_s: float) -> None:
+        if self.limiter.rate_limited(ticket, pause_s=pause_s):
+            log.info("Backd answered 429: every worker paused %.2fs, then %.1f requests/s", pause_s, self.limiter.rate_rps or 0)
 
     def _transport(self, method: str, path: str, *, body: dict | None, endpoint: str, backd_order_id: str | None, is_write: bool) -> dict:
         url = f"{self.base_url}{path}"
@@ -308,6 +349,7 @@ def connect(**options: Any) -> BackdClient:
     --------
     >>> import backd_ops
     >>> client = backd_ops.connect()                             # doctest: +SKIP
+    >>> eu = backd_ops.connect(profile="eu")                     # doctest: +SKIP
     """
     return BackdClient.from_env(**options)
 

@@ -52,6 +52,7 @@ CONNECT_TIMEOUT_S = 3.05
 READ_TIMEOUT_S = 20.0
 MAX_RETRIES = 4
 POOL_SIZE = 32
+MAX_RPS_ENV = "BACKD_MAX_RPS"
 DEFAULT_MAX_WORKERS = 16
 """Measured in bench/bench_bulk.py: 16 workers reach >90% of ideal at 25 ms latency on 2 cores."""
 SETTLE_WINDOW_FLOOR_S = 5.0
@@ -258,10 +259,14 @@ class Settings:
     pool_size: int = POOL_SIZE
     profile: str | None = None
     """The named profile these settings came from (``BACKD_PROFILE``, ``connect(profile=...)``), if any."""
+    max_rps: float | None = None
+    """Requests per second at most, reads and writes alike (None: adapt to Backd's 429s)."""
 
     def __post_init__(self) -> None:
         if self.secret_key:  # first: any message below that quotes the configuration is redacted
             register_secret(self.public_key, self.secret_key.reveal())
+        if self.max_rps is not None and not self.max_rps > 0:
+            raise ConfigurationError(f"max_rps must be a number of requests per second > 0, got {self.max_rps!r} ({MAX_RPS_ENV})")
         if self.environment not in BASE_URLS:
             raise ConfigurationError(
                 f"environment must be one of {sorted(BASE_URLS)}, got {self.environment!r} (BACKD_ENVIRONMENT)"
@@ -309,6 +314,8 @@ class Settings:
         'sandbox'
         >>> Settings.from_env({"BACKD_PUBLIC_KEY_EU": "pk_eu", "BACKD_SECRET_KEY_EU": "sk_eu"}, dotenv_path=None, profile="eu").public_key
         'pk_eu'
+        >>> Settings.from_env({"BACKD_PUBLIC_KEY": "pk", "BACKD_SECRET_KEY": "sk", "BACKD_MAX_RPS": "25"}, dotenv_path=None).max_rps
+        25.0
         """
         values = _env_with_dotenv(os.environ if environ is None else environ, dotenv_path)
         name = (values.get(PROFILE_ENV, "") if profile is None else profile).strip() or None
@@ -320,6 +327,7 @@ class Settings:
             secret_key=SecretKey(values.get("BACKD_SECRET_KEY", "").strip()),
             environment=(values.get("BACKD_ENVIRONMENT") or "sandbox").strip().lower(),
             base_url=(values.get("BACKD_BASE_URL") or "").strip() or None,
+            max_rps=_max_rps(values.get(MAX_RPS_ENV)),
         )
 
 
@@ -412,6 +420,16 @@ def _profile_values(name: str, values: dict[str, str], dotenv_path: str | Path |
         elif table and setting.lower() in table:
             resolved[f"BACKD_{setting}"] = table[setting.lower()]
     return resolved
+
+
+def _max_rps(text: str | None) -> float | None:
+    """``BACKD_MAX_RPS`` as a number; blank or unset: None (adaptive)."""
+    if not (text or "").strip():
+        return None
+    try:
+        return float(text)  # type: ignore[arg-type]
+    except ValueError:
+        raise ConfigurationError(f"{MAX_RPS_ENV} must be a number of requests per second, got {text!r}") from None
 
 
 def _env_with_dotenv(environ: Mapping[str, str], dotenv_path: str | Path | None) -> dict[str, str]:

@@ -27,7 +27,6 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from ._retry import RateLimiter
 from .client import BackdClient
 from .config import SETTLE_WINDOW_FLOOR_S, ApprovalPolicy, current_user, production_confirmed
 from .errors import (
@@ -82,6 +81,8 @@ def execute_plan(client: BackdClient, plan: pd.DataFrame, *, approved_by: str | 
     Refuses (before any request) a plan that was edited, one made for another environment, base URL or account,
     production without ``confirm_production``, a plan missing an approval the policy asks for, and a plan another
     process is executing. ``approved_by`` records an approval given now (the person pressing execute).
+    ``max_rps`` caps the client's rate for this run, every request alike: the reads before writing, the writes
+    and the read-backs (None: the client's own setting, :attr:`BackdClient.max_rps`).
 
     Examples
     --------
@@ -99,9 +100,8 @@ def execute_plan(client: BackdClient, plan: pd.DataFrame, *, approved_by: str | 
         record_plan(plan, book, approvals=approvals)
         claim = book.claim(info.plan_id, info.account)
         try:
-            with _Heartbeat(book, claim):
-                run = _Run(client, info, book, claim, clock=_clock(now), limiter=RateLimiter(max_rps),
-                           settle_window_s=settle_window(client, settle_window_s))
+            with _Heartbeat(book, claim), client.limited(max_rps):
+                run = _Run(client, info, book, claim, clock=_clock(now), settle_window_s=settle_window(client, settle_window_s))
                 results = run.execute(plan, approved_by=", ".join(a.approved_by for a in approvals) or None,
                                       max_workers=max_workers, progress=progress)
         finally:
@@ -253,9 +253,9 @@ class _Run:
     """One execute run of one plan: every row gets exactly one outcome, in the result and in the journal."""
 
     def __init__(self, client: BackdClient, info: PlanInfo, journal: Journal, claim: Claim, *, clock: Clock,
-                 limiter: RateLimiter, settle_window_s: float) -> None:
+                 settle_window_s: float) -> None:
         self.client, self.info, self.op, self.journal, self.claim = client, info, info.op, journal, claim
-        self.clock, self.limiter, self.window_s = clock, limiter, settle_window_s
+        self.clock, self.window_s = clock, settle_window_s
         self.held: dict[str, str] = {}
         self.evidence: dict[str, list[Evidence]] = {}
 
@@ -363,7 +363,6 @@ class _Run:
         Messages come from the order as just read, not from the plan's text.
         """
         request = self.op.request(row.values)
-        self.limiter.acquire()  # before the intent: nothing may stand between the claim check and the send
         held = self.journal.record_intent(self.claim, row.position, operation=self.op.name, backd_order_id=row.backd_order_id,
                                           request=request, request_key=row.key, amount=_text(row.verdict.amount),
                                           status_before=order.status, row_label=str(row.label),
