@@ -64,3 +64,67 @@ def test_list_profiles_from_the_file_and_the_variables(profiles_dir):
 
 def test_read_profiles_of_a_missing_file_is_empty(tmp_path):
     assert read_profiles(tmp_path / "none.toml") == {}
+
+
+@pytest.fixture
+def two_accounts(tmp_path, monkeypatch):
+    """Two sandboxes (two Backd accounts, the same order ids in each), named us and eu in the environment."""
+    from backd_ops.sandbox import run_sandbox
+
+    monkeypatch.chdir(tmp_path)  # no stray .env or profiles file
+    monkeypatch.setenv("BACKD_OPS_ORDERS", str(tmp_path / "orders"))
+    with run_sandbox(orders=30, seed=1, public_key="pk_sandbox_us") as us, \
+            run_sandbox(orders=20, seed=2, public_key="pk_sandbox_eu") as eu:
+        for name, sb in (("us", us), ("eu", eu)):
+            for variable, value in sb.env(name).items():
+                monkeypatch.setenv(variable, value)
+        yield us, eu
+
+
+def _ledger_rows(sb, brand: str) -> list[dict]:
+    rows = []
+    for backd_order_id in sb.store.ids():
+        order = sb.store.find(backd_order_id)
+        refunded = sum(r["amount"] for r in order["refunds"] if r["status"] != "declined")
+        rows.append({"Brand": brand, "merchant_order_id": order["merchant_order_id"], "backd_order_id": backd_order_id,
+                     "status": order["status"], "order_total": f"{order['order_total']:.2f}", "refunded_amount": f"{refunded:.2f}"})
+    return rows
+
+
+def test_one_ledger_reconciles_against_two_accounts(two_accounts):
+    import pandas as pd
+
+    import backd_ops
+
+    us, eu = two_accounts
+    us_rows, eu_rows = _ledger_rows(us, "Brand A"), _ledger_rows(eu, "Brand B")
+    eu_rows[0]["order_total"] = "999999.00"  # a difference in the eu account only; the us order of that id matches
+    ledger = pd.DataFrame(us_rows + eu_rows)
+    clients = {name: backd_ops.connect(profile=name) for name in ("us", "eu")}
+    assert clients["eu"].public_key == "pk_sandbox_eu" and "profile='eu'" in repr(clients["eu"])
+    us.app.requests.clear(), eu.app.requests.clear()
+    rec = backd_ops.reconcile_accounts(ledger, clients, profile_map={"brand a": "us", "Brand B": "eu"},
+                                       column_map={"Brand": "profile"}, stale_days=10_000, progress=False)
+    read = {name: {r["backd_order_id"] for r in sb.requests if r["endpoint"] == "find_order"} for name, sb in (("us", us), ("eu", eu))}
+    assert read["us"] == set(us.store.ids()) and read["eu"] == set(eu.store.ids())  # each account read only its rows
+    totals = rec.discrepancies[rec.discrepancies.kind == "order_total_mismatch"]
+    assert totals[["profile", "backd_order_id"]].values.tolist() == [["eu", eu_rows[0]["backd_order_id"]]]
+    assert set(rec.record.profiles) == {"us", "eu"} and rec.record.account is None
+    about = rec.record.about()
+    assert "us: " in about["Profiles"] and "eu: " in about["Profiles"] and "sk_sandbox" not in str(about)
+
+
+def test_a_row_with_no_known_profile_stops_the_run_before_any_request(two_accounts):
+    import pandas as pd
+
+    import backd_ops
+    from backd_ops.errors import InputError
+
+    us, eu = two_accounts
+    rows = _ledger_rows(us, "Brand A")[:3] + [{**_ledger_rows(eu, "Brand C")[0]}]
+    clients = {name: backd_ops.connect(profile=name) for name in ("us", "eu")}
+    us.app.requests.clear(), eu.app.requests.clear()
+    with pytest.raises(InputError, match=r"column profile \(row 3: 'Brand C'\)"):
+        backd_ops.reconcile_accounts(pd.DataFrame(rows), clients, profile_map={"Brand A": "us", "Brand B": "eu"},
+                                     column_map={"Brand": "profile"}, progress=False)
+    assert us.requests == [] and eu.requests == []

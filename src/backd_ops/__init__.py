@@ -1,5 +1,6 @@
 """backd_ops: operate on Backd BNPL orders after checkout, safely and in bulk, from Python and Jupyter."""
 
+from .accounts import reconcile_accounts
 from .bulk import (
     cancel_orders,
     confirm_orders,
@@ -46,6 +47,7 @@ from .tables import read_table
 from .undo import undo_run
 
 __all__ = [
+    "reconcile_accounts",
     "APIError",
     "ApprovalError",
     "ApprovalPolicy",

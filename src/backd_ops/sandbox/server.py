@@ -44,10 +44,16 @@ class Sandbox:
 
         return BackdClient(self.public_key, self._secret_key, base_url=self.base_url, **options)  # type: ignore[arg-type]
 
-    def env(self) -> dict[str, str]:
-        """Environment variables that point a subprocess (notebook kernel, CLI) at this sandbox."""
-        return {"BACKD_PUBLIC_KEY": self.public_key, "BACKD_SECRET_KEY": self._secret_key,
-                "BACKD_BASE_URL": self.base_url, "BACKD_ENVIRONMENT": "sandbox"}
+    def env(self, profile: str | None = None) -> dict[str, str]:
+        """Environment variables that point a subprocess (notebook kernel, CLI) at this sandbox.
+
+        With ``profile``: the named profile's variables (``BACKD_PUBLIC_KEY_EU``...) instead of the plain ones.
+        """
+        from ..config import profile_suffix
+
+        suffix = f"_{profile_suffix(profile)}" if profile else ""
+        return {f"BACKD_PUBLIC_KEY{suffix}": self.public_key, f"BACKD_SECRET_KEY{suffix}": self._secret_key,
+                f"BACKD_BASE_URL{suffix}": self.base_url, f"BACKD_ENVIRONMENT{suffix}": "sandbox"}
 
     # -- hooks ---------------------------------------------------------------------------------------------
     def reset(self, *, orders: int | None = None, seed: int | None = None, now: datetime | None = None,
