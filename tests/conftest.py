@@ -48,6 +48,19 @@ def env_sandbox(monkeypatch, tmp_path):
 
 
 @pytest.fixture
+def two_accounts(tmp_path, monkeypatch):
+    """Two sandboxes (two Backd accounts, the same order ids in each), named us and eu in the environment."""
+    monkeypatch.chdir(tmp_path)  # no stray .env or profiles file
+    monkeypatch.setenv("BACKD_OPS_ORDERS", str(tmp_path / "orders"))
+    with run_sandbox(orders=30, seed=1, public_key="pk_sandbox_us") as us, \
+            run_sandbox(orders=20, seed=2, public_key="pk_sandbox_eu") as eu:
+        for name, sb in (("us", us), ("eu", eu)):
+            for variable, value in sb.env(name).items():
+                monkeypatch.setenv(variable, value)
+        yield us, eu
+
+
+@pytest.fixture
 def secret() -> str:
     return DEMO_SECRET_KEY
 

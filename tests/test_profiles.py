@@ -66,21 +66,6 @@ def test_read_profiles_of_a_missing_file_is_empty(tmp_path):
     assert read_profiles(tmp_path / "none.toml") == {}
 
 
-@pytest.fixture
-def two_accounts(tmp_path, monkeypatch):
-    """Two sandboxes (two Backd accounts, the same order ids in each), named us and eu in the environment."""
-    from backd_ops.sandbox import run_sandbox
-
-    monkeypatch.chdir(tmp_path)  # no stray .env or profiles file
-    monkeypatch.setenv("BACKD_OPS_ORDERS", str(tmp_path / "orders"))
-    with run_sandbox(orders=30, seed=1, public_key="pk_sandbox_us") as us, \
-            run_sandbox(orders=20, seed=2, public_key="pk_sandbox_eu") as eu:
-        for name, sb in (("us", us), ("eu", eu)):
-            for variable, value in sb.env(name).items():
-                monkeypatch.setenv(variable, value)
-        yield us, eu
-
-
 def _ledger_rows(sb, brand: str) -> list[dict]:
     rows = []
     for backd_order_id in sb.store.ids():
@@ -128,3 +113,28 @@ def test_a_row_with_no_known_profile_stops_the_run_before_any_request(two_accoun
         backd_ops.reconcile_accounts(pd.DataFrame(rows), clients, profile_map={"Brand A": "us", "Brand B": "eu"},
                                      column_map={"Brand": "profile"}, progress=False)
     assert us.requests == [] and eu.requests == []
+
+
+def test_the_cli_takes_a_profile_and_reconciles_several(two_accounts, tmp_path, capsys):
+    import pandas as pd
+
+    from backd_ops.cli import main
+
+    us, eu = two_accounts
+    assert main(["find", us.store.ids()[0], "--profile", "eu", "--progress", "off"]) == 0
+    assert "key …x_eu" in capsys.readouterr().out  # the header names the account the command worked on
+    assert [r["backd_order_id"] for r in eu.requests] == [us.store.ids()[0]] and us.requests == []
+    rows = _ledger_rows(us, "Brand A") + _ledger_rows(eu, "Brand B")
+    rows[-1]["order_total"] = "999999.00"
+    ledger = tmp_path / "ledger.csv"
+    pd.DataFrame(rows).to_csv(ledger, index=False)
+    out = tmp_path / "out"
+    assert main(["reconcile", "--ledger", str(ledger), "--out", str(out), "--profiles", "us,eu", "--column-map", "Brand=profile",
+                 "--profile-map", "Brand A=us,Brand B=eu", "--stale-days", "10000", "--progress", "off",
+                 "--fail-on", "order_total_mismatch"]) == 1
+    printed = capsys.readouterr().out
+    assert "profile us" in printed and "profile eu" in printed
+    found = pd.read_csv(out / "latest" / "discrepancies.csv")
+    assert found.loc[found.kind == "order_total_mismatch", ["profile", "backd_order_id"]].values.tolist() == [["eu", rows[-1]["backd_order_id"]]]
+    assert main(["reconcile", "--ledger", str(ledger), "--out", str(out), "--profiles", "us", "--column-map", "Brand=profile",
+                 "--progress", "off"]) == 2  # Brand B rows have no profile among those named: refused, nothing read

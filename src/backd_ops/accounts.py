@@ -23,7 +23,7 @@ from .findings import Changes
 from .ledger import describe_ledger, load_ledger
 from .reconcile import Reconciliation, ledger_source, reconcile
 
-__all__ = ["AccountsReconciliation", "assign_profiles", "reconcile_accounts"]
+__all__ = ["AccountsReconciliation", "assign_profiles", "clients_for", "reconcile_accounts"]
 
 PROFILE_COLUMN = "profile"
 
@@ -59,6 +59,22 @@ def assign_profiles(ledger: pd.DataFrame, profiles: list[str], profile_map: Mapp
                          f"the profiles are {', '.join(profiles)}" + ("" if profile_map else " (or pass profile_map)")
                          + ". Nothing was compared")
     return given
+
+
+def clients_for(profiles: str | list[str], **options: Any) -> dict[str, BackdClient]:
+    """A client per named profile (``"us,eu"`` or ``["us", "eu"]``), each from its own keys.
+
+    Examples
+    --------
+    >>> clients_for("us, eu")                                     # doctest: +SKIP
+    {'us': BackdClient(profile='us', ...), 'eu': BackdClient(profile='eu', ...)}
+    """
+    names = [n.strip() for n in (profiles.split(",") if isinstance(profiles, str) else profiles) if n and n.strip()]
+    if not names:
+        raise InputError("no profiles named: give them as \"us,eu\"")
+    if len(set(names)) != len(names):
+        raise InputError(f"a profile is named twice in {', '.join(names)}")
+    return {name: BackdClient.from_env(profile=name, **options) for name in names}
 
 
 def reconcile_accounts(ledger: pd.DataFrame | str | Path, clients: Mapping[str, BackdClient], *,

@@ -417,6 +417,13 @@ def _add_reconcile(commands: Any) -> None:
     p.add_argument("--fail-on", default="", help=f"comma-separated kinds that make the exit code 1: {','.join(KINDS)}")
     p.add_argument("--no-track", action="store_true", help="do not keep findings across runs")
     p.add_argument("--findings", type=Path, default=None, help="findings store folder (default beside the journal)")
+    p.add_argument("--refresh", choices=["changed", "all", "none"], default="changed",
+                   help="changed: read live only what can have changed since the last run (the nightly default); "
+                        "all: read every order (the weekly sweep); none: from the order store alone")
+    p.add_argument("--profiles", default="", metavar="NAMES",
+                   help="several accounts in one run: comma-separated profile names; the ledger's profile column says whose each row is")
+    p.add_argument("--profile-map", type=_mapping_arg("profile_map"), default=None, metavar="MAP",
+                   help='the ledger\'s values → profile names: "Brand A=us,Brand B=eu" or JSON')
     _add_common(p, out=False)
     p.set_defaults(handler=_reconcile)
 
@@ -429,12 +436,16 @@ def _reconcile(args: argparse.Namespace) -> int:
     as_of = parse_as_of(args.as_of)
     if not args.ledger.is_file():
         raise InputError(f"no such file {args.ledger} (--ledger)")
-    client = None if args.snapshot else _client(args)
-    _header(client.account if client else _env_account(args), f"offline: Backd as saved in {args.snapshot}" if args.snapshot else "")
-    rec = reconcile(args.ledger, args.snapshot, client=client, tolerance=args.tolerance, stale_days=args.stale_days,
-                    lock_window_hours=args.lock_window_hours, column_map=args.column_map, status_map=args.status_map, sheet=args.sheet,
-                    max_workers=args.max_workers, progress=_progress(args), decimal="," if args.decimal_comma else ".",
-                    as_of=as_of, findings=False if args.no_track or rec_untrackable(client, args.snapshot) else (args.findings or True))
+    options = dict(tolerance=args.tolerance, stale_days=args.stale_days, lock_window_hours=args.lock_window_hours,
+                   column_map=args.column_map, status_map=args.status_map, sheet=args.sheet, max_workers=args.max_workers,
+                   progress=_progress(args), decimal="," if args.decimal_comma else ".", as_of=as_of)
+    if args.profiles:
+        rec = _reconcile_accounts(args, options)
+    else:
+        client = None if args.snapshot else _client(args)
+        _header(client.account if client else _env_account(args), f"offline: Backd as saved in {args.snapshot}" if args.snapshot else "")
+        rec = reconcile(args.ledger, args.snapshot, client=client, **options, **({"refresh": args.refresh} if client else {}),
+                        findings=False if args.no_track or rec_untrackable(client, args.snapshot) else (args.findings or True))
     folder = rec.save_run(args.out)
     if rec.record.ledger.how_read:
         print(f"Ledger: {rec.record.ledger.how_read}")
@@ -443,6 +454,18 @@ def _reconcile(args: argparse.Namespace) -> int:
     found = ", ".join(f"{k}: {n}" for k, n in counts.items() if n)
     _print_run(folder, five_lines(rec.summary_json(), code, f"fail_on found {found}" if found else None))
     return code
+
+
+def _reconcile_accounts(args: argparse.Namespace, options: dict[str, Any]) -> Any:
+    from .accounts import clients_for, reconcile_accounts
+
+    if args.snapshot or args.profile:
+        raise InputError("--profiles reads every named account live: it takes neither --snapshot nor --profile")
+    clients = clients_for(args.profiles, max_rps=args.max_rps)
+    for name, client in clients.items():
+        _header(client.account, f"profile {name}")
+    return reconcile_accounts(args.ledger, clients, profile_map=args.profile_map, refresh=args.refresh,
+                              findings=False if args.no_track else (args.findings or True), **options)
 
 
 def rec_untrackable(client: BackdClient | None, snapshot: Path | None) -> bool:
@@ -505,6 +528,7 @@ def _add_journal(commands: Any) -> None:
     p = commands.add_parser("journal", help="list runs, or the rows of one run", description="Show the run journal.")
     p.add_argument("run_id", nargs="?")
     p.add_argument("--journal", type=Path, default=None)
+    _add_profile(p)
     p.set_defaults(handler=_journal)
 
 
