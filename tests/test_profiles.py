@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from backd_ops.config import Settings, list_profiles, read_profiles
@@ -138,3 +140,29 @@ def test_the_cli_takes_a_profile_and_reconciles_several(two_accounts, tmp_path, 
     assert found.loc[found.kind == "order_total_mismatch", ["profile", "backd_order_id"]].values.tolist() == [["eu", rows[-1]["backd_order_id"]]]
     assert main(["reconcile", "--ledger", str(ledger), "--out", str(out), "--profiles", "us", "--column-map", "Brand=profile",
                  "--progress", "off"]) == 2  # Brand B rows have no profile among those named: refused, nothing read
+
+
+def test_the_scheduled_notebook_reconciles_several_accounts(two_accounts, tmp_path, monkeypatch):
+    """backd-ops run with profiles: one run folder, findings per profile, keys from the environment only."""
+    import pandas as pd
+
+    from backd_ops.cli import main
+    from backd_ops.sandbox import DEMO_SECRET_KEY
+
+    us, eu = two_accounts
+    monkeypatch.setenv("BACKD_OPS_PROGRESS", "plain")
+    monkeypatch.setenv("BACKD_OPS_FINDINGS", str(tmp_path / "findings"))
+    rows = _ledger_rows(us, "Brand A") + _ledger_rows(eu, "Brand B")
+    rows[0]["order_total"] = "999999.00"
+    pd.DataFrame(rows).to_csv(tmp_path / "ledger.csv", index=False)
+    code = main(["run", "reconciliation", "-p", "ledger_path", str(tmp_path / "ledger.csv"), "-p", "profiles", '["us", "eu"]',
+                 "-p", "profile_map", '{"Brand A": "us", "Brand B": "eu"}', "-p", "column_map", '{"Brand": "profile"}',
+                 "-p", "stale_days", "10000", "-p", "fail_on", '["order_total_mismatch"]', "--out", str(tmp_path / "out")])
+    assert code == 1
+    folder = (tmp_path / "out" / "latest").resolve()
+    found = pd.read_csv(folder / "discrepancies.csv")
+    assert found.loc[found.kind == "order_total_mismatch", ["profile", "backd_order_id"]].values.tolist() == [["us", rows[0]["backd_order_id"]]]
+    summary = json.loads((folder / "summary.json").read_text())
+    assert set(summary["run"]["profiles"]) == {"us", "eu"}
+    executed = next(folder.glob("*.ipynb")).read_text()
+    assert DEMO_SECRET_KEY not in executed and "us: Backd sandbox" in executed

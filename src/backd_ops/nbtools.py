@@ -50,6 +50,7 @@ _COMMON = {
     "backend": Param((str,), '"auto": keys from the environment/.env if set, else an embedded sandbox; "sandbox"; "env"',
                      ("auto", "sandbox", "env")),
     "sandbox_orders": Param((int,), "orders in the embedded sandbox"),
+    "profile": Param((str,), 'a named Backd account (backd_profiles.toml, BACKD_*_<NAME>); "" = BACKD_PROFILE or the plain keys'),
     "progress": Param((str, bool), '"auto", "plain" (log-friendly), "off" or False', ("auto", "plain", "off")),
 }
 NOTEBOOK_PARAMETERS: dict[str, dict[str, Param]] = {
@@ -69,6 +70,11 @@ NOTEBOOK_PARAMETERS: dict[str, dict[str, Param]] = {
         "track_findings": Param((bool,), "keep findings across runs (new / open / resolved since last run)"),
         "findings_path": Param((str,), 'findings store folder; "" = beside the journal ($BACKD_OPS_FINDINGS)'),
         "decimal_comma": Param((bool,), "the ledger's amounts are written 1.234,50"),
+        "refresh": Param((str,), '"changed": read live only what can have changed since the last run (nightly); '
+                                 '"all": every order (the weekly sweep); "none": from the order store alone',
+                         ("changed", "all", "none")),
+        "profiles": Param((list,), 'several accounts in one run, e.g. ["us", "eu"]: the ledger\'s profile column says whose each row is'),
+        "profile_map": Param((dict,), 'the ledger\'s profile values -> profile names, e.g. {"Brand A": "us"}'),
     },
     "bulk_operation": {
         **_COMMON,
@@ -234,14 +240,21 @@ class Session:
     sandbox: Any
     _stack: ExitStack
     fell_back: bool = False
+    clients: dict[str, BackdClient] | None = None
+    """Profile name → client, when the session spans several accounts (``client`` is then the first)."""
 
     def close(self) -> None:
-        self.client.close()
+        for client in (self.clients or {"": self.client}).values():
+            client.close()
         self._stack.close()
 
     def describe(self) -> str:
+        if self.clients:
+            return "Connected to " + "; ".join(f"{name}: Backd {c.environment} at {c.account.host}, key {c.account.key_hint}"
+                                               for name, c in self.clients.items())
         where = "an embedded sandbox (demo data)" if self.sandbox is not None else f"Backd {self.client.environment}"
-        return f"Connected to {where} at {self.client.account.host}, key {self.client.account.key_hint}"
+        named = f" (profile {self.client.settings.profile})" if self.client.settings.profile else ""
+        return f"Connected to {where} at {self.client.account.host}, key {self.client.account.key_hint}{named}"
 
     def banner_html(self) -> str:
         """A banner a person cannot miss when this is not production (red for the embedded sandbox)."""
@@ -285,8 +298,12 @@ def _has_credentials() -> bool:
     return True
 
 
-def open_session(backend: str = "auto", *, sandbox_orders: int = 500) -> Session:
+def open_session(backend: str = "auto", *, sandbox_orders: int = 500, profile: str = "",
+                 profiles: list[str] | tuple[str, ...] = ()) -> Session:
     """Connect with the environment's keys, or start an embedded sandbox with demo data.
+
+    ``profile`` names one account (else ``BACKD_PROFILE``, else the plain keys); ``profiles`` several, each read
+    with its own keys (never the embedded sandbox: it is one account).
 
     Examples
     --------
@@ -298,8 +315,15 @@ def open_session(backend: str = "auto", *, sandbox_orders: int = 500) -> Session
     if backend not in ("auto", "sandbox", "env"):
         raise InputError(f'backend must be "auto", "sandbox" or "env", got {backend!r}')
     stack = ExitStack()
-    if backend == "env" or (backend == "auto" and _has_credentials()):
-        return Session(BackdClient.from_env(), None, stack)
+    if (profiles or profile) and backend == "sandbox":
+        raise InputError('profile/profiles name Backd accounts with their own keys: not with backend="sandbox"')
+    if profiles:
+        from .accounts import clients_for
+
+        clients = clients_for(list(profiles))
+        return Session(next(iter(clients.values())), None, stack, clients=clients)
+    if backend == "env" or (backend == "auto" and (profile or _has_credentials())):  # a named profile never falls back
+        return Session(BackdClient.from_env(profile=profile or None), None, stack)
     if backend == "auto" and is_scheduled():
         raise ConfigurationError(
             "no Backd keys: set BACKD_PUBLIC_KEY and BACKD_SECRET_KEY (environment or .env) for a scheduled run; "
