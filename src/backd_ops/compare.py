@@ -172,8 +172,8 @@ def _time_findings(merged: pd.DataFrame, found: pd.Series, as_of: datetime, stal
     lock_at = merged["active_refund_locked_at"]
     window_end = pd.Timestamp(as_of + timedelta(hours=lock_window_hours))
     locks_soon = found & lock_at.notna() & (lock_at > pd.Timestamp(as_of)) & (lock_at <= window_end)
-    since_text = lambda m: (pd.Series(np.where(placed_known[m.index.to_numpy()], "placed ", "created "), index=m.index)  # noqa: E731
-                            + _strftime(m, "%Y-%m-%d"))  # formatted on finding rows only (merged has a RangeIndex)
+    since_text = lambda m: _prefixed(pc.if_else(pa.array(placed_known[m.index.to_numpy()]), "placed ", "created "),  # noqa: E731
+                                     _strftime(m, "%Y-%m-%d"))  # formatted on finding rows only (merged has a RangeIndex)
     return [
         _finding("stale_order_placed", merged, stale, backd_value=since, exposure=merged["order_total_cents_backd"], show=since_text),
         _finding("refund_locks_soon", merged, locks_soon.fillna(False), ledger_value=merged["active_refund_amount_cents"],
@@ -234,22 +234,29 @@ def _count_once(findings: pd.DataFrame) -> pd.DataFrame:
     order_key = findings["backd_order_id"].astype("string").fillna("merchant:" + findings["merchant_order_id"].astype("string"))
     rank = pd.Categorical(findings["kind"], categories=list(KINDS)).codes
     exposure = findings["exposure_cents"].fillna(0)
-    ranked = pd.DataFrame({"key": order_key, "exposure": -exposure, "rank": rank}).sort_values(["key", "exposure", "rank"], kind="stable")
-    first = ~ranked["key"].duplicated(keep="first")
-    counted = pd.Series(False, index=findings.index)
-    counted[ranked.index[first.to_numpy()]] = True
+    # Integer keys and one numpy lexsort: a pandas sort on the id text cost 0.3 s per 150,000 findings.
+    key_codes = pd.factorize(order_key)[0]
+    ranked = np.lexsort((rank, -exposure.to_numpy(dtype=np.int64), key_codes))  # the last key sorts first
+    first_of_key = np.ones(len(ranked), dtype=bool)
+    first_of_key[1:] = key_codes[ranked][1:] != key_codes[ranked][:-1]
+    counted = np.zeros(len(findings), dtype=bool)
+    counted[ranked[first_of_key]] = True
     findings["at_stake_cents"] = exposure.where(counted, 0).astype("Int64")
     findings["order_key"] = order_key
     return findings
 
 
 def _ordered(findings: pd.DataFrame) -> pd.DataFrame:
+    """Most severe first, then most money, then ledger order (rows with no exposure or no position last)."""
     findings["kind"] = pd.Categorical(findings["kind"], categories=list(KINDS))  # per-kind lookups on 11 values, not on every row
     findings["severity"] = findings["kind"].map({k: v.severity for k, v in KINDS.items()}).astype(
         pd.CategoricalDtype(list(SEVERITY_ORDER), ordered=True))
     findings["pos"] = pd.to_numeric(findings["pos"], errors="coerce").astype("Int64")
-    findings = findings.sort_values(["severity", "exposure_cents", "pos"], ascending=[True, False, True], kind="stable", na_position="last")
-    return findings.reset_index(drop=True)
+    exposure, pos = findings["exposure_cents"], findings["pos"]
+    order = np.lexsort((pos.isna().to_numpy(), pos.fillna(0).to_numpy(dtype=np.int64),  # numpy, not a pandas multi-key sort
+                        -exposure.fillna(0).to_numpy(dtype=np.int64), exposure.isna().to_numpy(),
+                        findings["severity"].cat.codes.to_numpy()))
+    return findings.take(order).reset_index(drop=True)
 
 
 def _refund_lock_text(values: pd.Series) -> pd.Series:
@@ -257,6 +264,12 @@ def _refund_lock_text(values: pd.Series) -> pd.Series:
     if isinstance(values.dtype, pd.DatetimeTZDtype):
         return "locks " + _strftime(values, "%Y-%m-%d %H:%M %Z")
     return money_text(values)
+
+
+def _prefixed(prefix: pa.Array, text: pd.Series) -> pd.Series:
+    """``prefix + text`` row by row, in Arrow (a pandas string concatenation goes through Python objects)."""
+    joined = pc.binary_join_element_wise(prefix, pa.array(text.array, type=pa.string(), from_pandas=True), "")
+    return pd.Series(pd.array(joined, dtype="string"), index=text.index)
 
 
 def _strftime(values: pd.Series, pattern: str) -> pd.Series:
@@ -278,7 +291,11 @@ def money_text(cents: pd.Series) -> pd.Series:
     ['1234.50', '-0.05', <NA>]
     """
     cents = cents.astype("Int64")
-    sign = np.where(cents.fillna(0) < 0, "-", "")
-    absolute = cents.abs()
-    text = sign + (absolute // 100).astype("string") + "." + (absolute % 100).astype("string").str.zfill(2)
-    return pd.Series(text, index=cents.index, dtype="string").where(cents.notna())
+    # Arrow formats the integers: pandas turns each into a Python object on its way to text.
+    values = pa.array(cents.to_numpy(dtype=np.int64, na_value=0), mask=cents.isna().to_numpy())
+    absolute = pc.abs(values)
+    whole = pc.divide(absolute, 100)  # integer division on integers
+    fraction = pc.utf8_lpad(pc.cast(pc.subtract(absolute, pc.multiply(whole, 100)), pa.string()), width=2, padding="0")
+    sign = pc.if_else(pc.less(values, 0), "-", "")
+    text = pc.binary_join_element_wise(sign, pc.cast(whole, pa.string()), ".", fraction, "")
+    return pd.Series(pd.array(text, dtype="string"), index=cents.index)
