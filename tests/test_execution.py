@@ -384,3 +384,43 @@ def test_undo_declines_what_the_run_created_while_it_is_unlocked_and_unchanged(l
     assert result.outcome.tolist() == ["done", "done", "invalid"]
     assert refund_history(live, chosen[0]["backd_order_id"]) == [("5.00", "declined")]
     assert refund_history(live, chosen[2]["backd_order_id"]) == [("5.00", "declined"), ("7.00", "draft")]
+
+
+def test_a_write_waiting_for_its_rate_limit_slot_is_not_sent_once_the_run_lost_its_claim(live, client, journal):
+    """The claim is checked when a write leaves, not only when its intent is recorded: a run interrupted (or taken
+    over) while its writes queue behind the limiter sends none of them, and a re-run then writes each order once."""
+    import sqlite3
+    import threading
+
+    chosen = confirmed(live, 6)
+    plan = backd_ops.refund_orders(client, refunds(chosen), progress=False)
+    results = {}
+    runner = threading.Thread(target=lambda: results.update(
+        first=backd_ops.execute_plan(client, plan, journal=journal, progress=False, max_rps=2, max_workers=6)))
+    runner.start()
+    deadline = time.monotonic() + 30
+    while not live.writes_per_order("refund") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with sqlite3.connect(journal) as db:  # another executor takes the plan over, as after a stale heartbeat
+        db.execute("UPDATE claims SET token = 'another-run'")
+    runner.join(60)
+    first = results["first"]
+    sent = dict(live.writes_per_order("refund"))
+    assert 1 <= len(sent) < 6 and set(sent.values()) == {1}
+    withheld = first[first.outcome == "failed"]
+    assert len(withheld) == 6 - len(sent) and withheld.message.str.contains("lost its claim").all()
+    with sqlite3.connect(journal) as db:
+        db.execute("DELETE FROM claims")
+    again = backd_ops.execute_plan(client, plan, journal=journal, progress=False)
+    assert sorted(again.outcome) == sorted(["already_done"] * len(sent) + ["done"] * (6 - len(sent)))
+    assert dict(live.writes_per_order("refund")) == {o["backd_order_id"]: 1 for o in chosen}
+
+
+def test_a_send_guard_that_says_no_sends_nothing(live, client):
+    from backd_ops.errors import WriteWithheldError
+
+    order = confirmed(live, 1)[0]
+    with client.send_guard(lambda: False), pytest.raises(WriteWithheldError):
+        client.refund(order["backd_order_id"], order["merchant_order_id"], Decimal("5.00"))
+    assert not dict(live.writes_per_order("refund")) and not [r for r in live.requests if r["endpoint"] == "refund"]
+    assert client.find_order(order["backd_order_id"]).status == "order_confirmed"  # reads are never guarded

@@ -11,9 +11,10 @@ import json
 from contextlib import contextmanager
 from dataclasses import replace
 import logging
+import threading
 import time
 from decimal import Decimal
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 from urllib.parse import quote
 
 import requests
@@ -25,6 +26,7 @@ from . import _retry
 from ._ratelimit import RateLimiter
 from .config import Account, SecretKey, Settings
 from .errors import (
+    WriteWithheldError,
     AuthenticationError,
     BackdError,
     NetworkError,
@@ -116,6 +118,7 @@ class BackdClient:
         self.base_url = self.settings.resolved_base_url
         self.backoff_initial_s = backoff_initial_s
         self.limiter = RateLimiter(self.settings.max_rps)
+        self._guard = threading.local()
         self._session = _make_session(self.settings)
         self._adapter = self._session.get_adapter(self.base_url)
 
@@ -182,6 +185,26 @@ class BackdClient:
         """
         with self.limiter.capped(max_rps):
             yield self
+
+    @contextmanager
+    def send_guard(self, may_send: Callable[[], bool]) -> Iterator[BackdClient]:
+        """In this thread, every write attempt asks ``may_send()`` right before it leaves (after its rate-limit wait,
+        and again before a 429 retry); False: nothing is sent and :class:`WriteWithheldError` is raised.
+
+        Execution uses it so that a write queued behind the limiter is never sent for a run that lost its claim
+        meanwhile (an interrupted run, a stalled one another process took over).
+
+        Examples
+        --------
+        >>> with client.send_guard(lambda: journal_still_holds_claim()):     # doctest: +SKIP
+        ...     client.refund(backd_order_id, amount)
+        """
+        previous = getattr(self._guard, "may_send", None)
+        self._guard.may_send = may_send
+        try:
+            yield self
+        finally:
+            self._guard.may_send = previous
 
     def __repr__(self) -> str:
         named = f"profile={self.settings.profile!r}, " if self.settings.profile else ""
@@ -291,6 +314,10 @@ class BackdClient:
         is_write = method != "GET"
         for attempt in range(self.max_retries + 1):
             ticket = self.limiter.acquire()  # every attempt is a request: paced, and held during a 429 pause
+            may_send = getattr(self._guard, "may_send", None) if is_write else None
+            if may_send is not None and not may_send():  # asked after the wait: the wait may have outlived the run's claim
+                raise WriteWithheldError(f"{endpoint} not sent: the run no longer holds its plan", endpoint=endpoint,
+                                         backd_order_id=backd_order_id)
             try:
                 return self._transport(method, path, body=body, endpoint=endpoint, backd_order_id=backd_order_id, is_write=is_write)
             except BackdError as error:

@@ -39,6 +39,7 @@ __all__ = [
     "APIError",
     "ApprovalError",
     "ConcurrentRunError",
+    "WriteWithheldError",
     "PartialPlanError",
     "PlanAccountError",
     "PlanError",
@@ -241,6 +242,10 @@ class ApprovalError(BackdError):
 
 class ConcurrentRunError(BackdError):
     """Another executor holds this plan's claim; the message names it (pid, host, started at)."""
+
+
+class WriteWithheldError(BackdError):
+    """A write was not sent: its send guard said no just before it would have left (the run lost its claim)."""
 
 
 class FindingsError(BackdError):

@@ -38,6 +38,7 @@ from .errors import (
     ProductionGuardError,
     RateLimitError,
     ServerError,
+    WriteWithheldError,
     option_hint,
 )
 from .journal import CLAIM_LEASE_S, HEARTBEAT_S, Claim, Evidence, Journal
@@ -373,7 +374,11 @@ class _Run:
         done = done_message(self.op.name, verdict_now.message) + (
             "; sent again after read-backs proved the first send absent" if again else "")
         try:
-            after = getattr(self.client, self.op.endpoint)(**request)
+            with self.client.send_guard(lambda: self.journal.mark_sending(self.claim, row.position)):
+                after = getattr(self.client, self.op.endpoint)(**request)
+        except WriteWithheldError:
+            return self._result(row, FAILED, "not sent: this run lost its claim on the plan while the write waited for its "
+                                "turn (interrupted, or stalled and taken over); run the plan again to settle it", order=order)
         except BackdError as error:
             if not error.may_have_been_applied:
                 return self._result(row, FAILED, f"Backd refused it: {type(error).__name__}: {error.message}", order=order)

@@ -287,6 +287,16 @@ class Journal:
             )
         return True
 
+    def mark_sending(self, claim: Claim, row: int) -> bool:
+        """Right before an attempt of a recorded intent leaves: True while ``claim`` still holds, and the intent's
+        time moves to now (a write's doubt window starts when it was sent, not when it queued for a rate-limit
+        slot); False: nothing may be sent."""
+        with self._transaction():
+            if not self._holds(claim):
+                return False
+            self._db.execute("UPDATE actions SET intent_at = ? WHERE run_id = ? AND row = ?", (now_iso(), claim.run_id, row))
+        return True
+
     def _holds(self, claim: Claim) -> bool:
         return self._db.execute("SELECT 1 FROM claims WHERE plan_id = ? AND account = ? AND token = ?",
                                 (claim.plan_id, claim.account, claim.token)).fetchone() is not None
