@@ -166,3 +166,47 @@ def test_the_scheduled_notebook_reconciles_several_accounts(two_accounts, tmp_pa
     assert set(summary["run"]["profiles"]) == {"us", "eu"}
     executed = next(folder.glob("*.ipynb")).read_text()
     assert DEMO_SECRET_KEY not in executed and "us: Backd sandbox" in executed
+
+
+def test_names_that_would_share_variables_and_blank_profiles(profiles_dir, monkeypatch):
+    (profiles_dir / "backd_profiles.toml").write_text('[us-east]\npublic_key = "pk_a"\n\n[us_east]\npublic_key = "pk_b"\n')
+    with pytest.raises(ConfigurationError, match="would share the variables BACKD_\\*_US_EAST"):
+        Settings.from_env({"BACKD_SECRET_KEY_US_EAST": "sk_a"}, dotenv_path=profiles_dir / ".env", profile="us_east")
+    env = {"BACKD_PROFILE": "eu", "BACKD_PUBLIC_KEY_EU": "pk_eu", "BACKD_SECRET_KEY_EU": "sk_eu",
+           "BACKD_PROFILES_FILE": str(profiles_dir / "none.toml")}
+    assert Settings.from_env(env, dotenv_path=None, profile="").public_key == "pk_eu"  # blank is no choice: BACKD_PROFILE holds
+    assert Settings.from_env(env, dotenv_path=None, profile="EU").public_key == "pk_eu"
+
+
+def test_a_rate_limit_must_be_a_sane_number_and_caps_only_tighten():
+    from backd_ops._ratelimit import RateLimiter
+
+    for bad in (float("inf"), 1e-12, True, 0, -5, float("nan")):
+        with pytest.raises(ConfigurationError):
+            RateLimiter(bad)
+    limiter = RateLimiter(5)
+    with limiter.capped(50):
+        assert limiter.max_rps == 5  # a cap never loosens the configured rate
+    import threading
+
+    free = RateLimiter(None)
+    a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
+    seen = {}
+
+    def block_a() -> None:
+        with free.capped(5):
+            a_in.set()
+            b_in.wait(5)
+        a_out.set()
+
+    def block_b() -> None:
+        a_in.wait(5)
+        with free.capped(100):
+            b_in.set()
+            a_out.wait(5)
+            seen["b_after_a"] = free.max_rps  # A left first: B's own cap is still in force
+
+    threads = [threading.Thread(target=block_a), threading.Thread(target=block_b)]
+    [t.start() for t in threads]
+    [t.join(10) for t in threads]
+    assert seen["b_after_a"] == 100 and free.max_rps is None

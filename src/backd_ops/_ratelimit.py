@@ -25,6 +25,8 @@ import time
 from contextlib import contextmanager
 from typing import Callable, Iterator, NamedTuple
 
+from .config import check_rps
+
 DECREASE_FACTOR = 0.8
 """On congestion the rate drops to this share of what Backd admitted. TCP halves; against a steady limit 0.8
 keeps the sawtooth's mean above 90% of it (measured in bench/bench_ratelimit.py)."""
@@ -44,6 +46,10 @@ MIN_SEND_WINDOW_S = 0.02
 """The shortest window a sending rate is measured over (16 workers starting within 1 ms are not 16,000/s)."""
 MIN_RPS = 0.5
 """The adaptive rate never drops below this."""
+MAX_DECREASE_SHARE = 0.5
+"""A paced congestion event in which (almost) nothing of ours got through halves the rate that was sent."""
+BLIND_SHARE = 0.9
+"""Refused at least this share since the last decrease: what got through says nothing about the limit."""
 IDLE_S = 1.0
 """A gap this long between requests starts a new measuring window: idle time says nothing about the rate."""
 STALE_AFTER_S = 0.02
@@ -192,8 +198,7 @@ class RateSchedule:
     """
 
     def __init__(self, max_rps: float | None = None) -> None:
-        if max_rps is not None and not max_rps > 0:
-            raise ValueError(f"max_rps must be a number of requests per second > 0, got {max_rps!r}")
+        max_rps = check_rps(max_rps)
         self.ceiling_rps = max_rps
         self.rate_rps = max_rps
         self.step_rps_per_s = probe_step_rps_per_s(max_rps) if max_rps else 0.0
@@ -245,8 +250,13 @@ class RateSchedule:
             return False
         admitted = admitted_rps(sent, starts=self._starts, refused=self._refused, elapsed_s=now_s - self._window_start_s)
         # Unpaced, the sending rate was a guess (workers starting at once): the next 429 decides afresh.
-        self.congestion_rps = None if self.rate_rps is None else admitted
-        self._set_rate(decreased_rps(admitted))
+        paced = self.rate_rps is not None
+        self.congestion_rps = admitted if paced else None
+        # (Almost) nothing of ours got through says nothing about the limit (another client on the key took the bucket), yet
+        # 0.8 of it is the floor, from which a 3%-per-second probe takes an hour: paced, such an event halves what
+        # was being sent instead, as TCP's decrease does. (Unpaced, what was sent is a burst of workers at once.)
+        blind = paced and refused_share(self._starts, self._refused) >= BLIND_SHARE
+        self._set_rate(MAX_DECREASE_SHARE * sent if blind else decreased_rps(admitted))
         self.epoch += 1
         self._window_start_s, self._starts, self._refused = now_s, 0, 0
         return True
@@ -296,6 +306,8 @@ class RateLimiter:
 
     def __init__(self, max_rps: float | None = None, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._schedule = RateSchedule(max_rps)
+        self._configured = check_rps(max_rps)
+        self._caps: list[float] = []  # the limited() blocks in force, any thread: the ceiling is the lowest of them
         self._changed = threading.Condition(threading.Lock())
         self._clock = clock
 
@@ -343,21 +355,35 @@ class RateLimiter:
 
     @contextmanager
     def capped(self, max_rps: float | None) -> Iterator[RateLimiter]:
-        """At most ``max_rps`` inside the block (None: as configured); afterwards the ceiling is restored, and the
-        rate too unless Backd slowed it meanwhile."""
+        """At most ``max_rps`` inside the block (None: as configured); a cap never loosens the configured rate or
+        another block's. Afterwards the ceiling is the lowest still in force, and the rate is restored unless
+        Backd slowed it meanwhile."""
         if max_rps is None:
             yield self
             return
-        if not max_rps > 0:
-            raise ValueError(f"max_rps must be a number of requests per second > 0, got {max_rps!r}")
+        max_rps = check_rps(max_rps)
         with self._changed:
             s = self._schedule
-            saved = (s.ceiling_rps, s.rate_rps, s.epoch)
-            s.cap(max_rps)
+            saved_rate, saved_epoch = s.rate_rps, s.epoch
+            self._caps.append(max_rps)
+            s.cap(self._ceiling())
             self._changed.notify_all()
         try:
             yield self
         finally:
             with self._changed:
-                s.restore(saved[0], saved[1], epoch=saved[2])
+                self._caps.remove(max_rps)  # this block's cap only: blocks may end in any order
+                ceiling = self._ceiling()
+                s.restore(ceiling, _bounded(saved_rate, ceiling), epoch=saved_epoch)
                 self._changed.notify_all()
+
+    def _ceiling(self) -> float | None:
+        limits = [r for r in (self._configured, *self._caps) if r is not None]
+        return min(limits) if limits else None
+
+
+def _bounded(rate_rps: float | None, ceiling_rps: float | None) -> float | None:
+    """``rate_rps`` no faster than ``ceiling_rps`` (None: unpaced / no ceiling)."""
+    if ceiling_rps is None:
+        return rate_rps
+    return ceiling_rps if rate_rps is None else min(rate_rps, ceiling_rps)

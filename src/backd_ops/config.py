@@ -265,8 +265,7 @@ class Settings:
     def __post_init__(self) -> None:
         if self.secret_key:  # first: any message below that quotes the configuration is redacted
             register_secret(self.public_key, self.secret_key.reveal())
-        if self.max_rps is not None and not self.max_rps > 0:
-            raise ConfigurationError(f"max_rps must be a number of requests per second > 0, got {self.max_rps!r} ({MAX_RPS_ENV})")
+        object.__setattr__(self, "max_rps", check_rps(self.max_rps))
         if self.environment not in BASE_URLS:
             raise ConfigurationError(
                 f"environment must be one of {sorted(BASE_URLS)}, got {self.environment!r} (BACKD_ENVIRONMENT)"
@@ -318,7 +317,7 @@ class Settings:
         25.0
         """
         values = _env_with_dotenv(os.environ if environ is None else environ, dotenv_path)
-        name = (values.get(PROFILE_ENV, "") if profile is None else profile).strip() or None
+        name = (profile or "").strip() or values.get(PROFILE_ENV, "").strip() or None  # a blank profile is no choice
         if name is not None:
             values = _profile_values(name, values, dotenv_path)
         return cls(
@@ -375,7 +374,18 @@ def read_profiles(path: str | Path) -> dict[str, dict[str, str]]:
             raise ConfigurationError(f"{path}: [{name}] has unknown setting {', '.join(unknown)}; "
                                      f"a profile takes {', '.join(sorted(_PROFILE_FILE_KEYS))}")
         profiles[name] = {k: str(v) for k, v in table.items()}
+    _refuse_shared_suffixes(list(profiles), path)
     return profiles
+
+
+def _refuse_shared_suffixes(names: list[str], where: object) -> None:
+    """Two names that share variables (``us-east`` and ``us_east``: both ``BACKD_*_US_EAST``) would mix accounts' keys."""
+    seen: dict[str, str] = {}
+    for name in names:
+        other = seen.setdefault(profile_suffix(name), name)
+        if other != name:
+            raise ConfigurationError(f"{where}: profiles {other!r} and {name!r} would share the variables "
+                                     f"BACKD_*_{profile_suffix(name)}; rename one of them")
 
 
 def list_profiles(environ: Mapping[str, str] | None = None, *, dotenv_path: str | Path | None = ".env") -> list[str]:
@@ -406,7 +416,7 @@ def _profile_values(name: str, values: dict[str, str], dotenv_path: str | Path |
     """``values`` with every setting replaced by the profile's (its variables first, then its file table)."""
     _check_profile_name(name, PROFILE_ENV)
     path = profiles_file(values, dotenv_path)
-    table = read_profiles(path).get(name)
+    table = next((t for n, t in read_profiles(path).items() if profile_suffix(n) == profile_suffix(name)), None)
     suffix = profile_suffix(name)
     if table is None and not any(f"BACKD_{s}_{suffix}" in values for s in _PROFILE_SETTINGS):
         known = list_profiles(values, dotenv_path=dotenv_path)
@@ -420,6 +430,31 @@ def _profile_values(name: str, values: dict[str, str], dotenv_path: str | Path |
         elif table and setting.lower() in table:
             resolved[f"BACKD_{setting}"] = table[setting.lower()]
     return resolved
+
+
+MAX_RPS_RANGE = (0.01, 10_000.0)
+"""What a configured rate may be: slower than one request in 100 s would hang a run; faster is no limit at all."""
+
+
+def check_rps(max_rps: object) -> float | None:
+    """``max_rps`` as a float in :data:`MAX_RPS_RANGE` (None passes); anything else is a ConfigurationError.
+
+    Examples
+    --------
+    >>> check_rps(25), check_rps(None)
+    (25.0, None)
+    >>> check_rps(float("inf"))
+    Traceback (most recent call last):
+    ...
+    backd_ops.errors.ConfigurationError: max_rps (BACKD_MAX_RPS, --max-rps) must be a number of requests per second from 0.01 to 10000, got inf
+    """
+    if max_rps is None:
+        return None
+    low, high = MAX_RPS_RANGE
+    if isinstance(max_rps, bool) or not isinstance(max_rps, (int, float)) or not low <= max_rps <= high:
+        raise ConfigurationError(f"max_rps (BACKD_MAX_RPS, --max-rps) must be a number of requests per second "
+                                 f"from {low:g} to {high:g}, got {max_rps!r}")
+    return float(max_rps)
 
 
 def _max_rps(text: str | None) -> float | None:
