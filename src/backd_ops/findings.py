@@ -14,10 +14,8 @@ A finding's order is its ``backd_order_id``, or ``merchant:<merchant_order_id>``
 
 from __future__ import annotations
 
-import fcntl
 import os
 import sqlite3
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -27,6 +25,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
+from ._files import locked as _locked, write_atomically
 from .config import DEFAULT_JOURNAL_PATH, Account, current_user
 from .errors import InputError
 
@@ -252,18 +251,4 @@ def _empty_history() -> pd.DataFrame:
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    frame.to_parquet(temporary, index=False)
-    os.replace(temporary, path)
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """One tracked run per account at a time (two nightly jobs must not lose each other's findings)."""
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    write_atomically(path, lambda temporary: frame.to_parquet(temporary, index=False))

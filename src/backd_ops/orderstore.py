@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import os
 import uuid
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
-import fcntl
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ._files import locked as _locked, write_atomically
 from .config import DEFAULT_JOURNAL_PATH, Account
 from .models import OrderStatus
 
@@ -163,16 +162,4 @@ def _empty() -> pd.DataFrame:
 
 
 def _write(frame: pd.DataFrame, path: Path) -> None:
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}.tmp")
-    frame.to_parquet(temporary, index=False)
-    os.replace(temporary, path)
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    write_atomically(path, lambda temporary: frame.to_parquet(temporary, index=False))

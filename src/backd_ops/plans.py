@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -25,6 +23,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import pandas as pd
 import pyarrow as pa
 
+from ._files import write_atomically
 from .client import BackdClient
 from .columns import ColumnMatch, describe_matches, parse_mapping
 from .config import TOOL_VERSION, Account, ApprovalPolicy, current_user
@@ -434,11 +433,7 @@ def _summary(plan: pd.DataFrame) -> dict[str, Any]:
 
 def _write_atomically(path: Path, text: str) -> Path:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(temporary, path)
+        write_atomically(path, lambda temporary: Path(temporary).write_text(text, encoding="utf-8"))
     except OSError as exc:
         raise InputError(f"cannot write the plan to {path}: {exc.strerror or exc}") from None
     return path
