@@ -219,6 +219,10 @@ def test_issue11_7_stale_says_created_when_backd_gives_no_placed_date(world):
     found = world[4].discrepancies
     stale = found[found.kind == "stale_order_placed"]
     assert len(stale) and stale.backd_value.str.startswith("created ").all()
+    # ...with the date (the text used to be re-aligned on the wrong index and came out as "created ")
+    assert stale.backd_value.str.fullmatch(r"created \d{4}-\d{2}-\d{2}").all()
+    locks = found[found.kind == "refund_locks_soon"]
+    assert len(locks) and locks.backd_value.str.fullmatch(r"locks \d{4}-\d{2}-\d{2} \d{2}:\d{2} C[DS]T").all()
 
 
 @pytest.mark.parametrize(("options", "message"), [

@@ -173,7 +173,7 @@ def _time_findings(merged: pd.DataFrame, found: pd.Series, as_of: datetime, stal
     window_end = pd.Timestamp(as_of + timedelta(hours=lock_window_hours))
     locks_soon = found & lock_at.notna() & (lock_at > pd.Timestamp(as_of)) & (lock_at <= window_end)
     since_text = lambda m: _prefixed(pc.if_else(pa.array(placed_known[m.index.to_numpy()]), "placed ", "created "),  # noqa: E731
-                                     _strftime(m, "%Y-%m-%d"))  # formatted on finding rows only (merged has a RangeIndex)
+                                     _local_text(m, with_time=False))  # formatted on finding rows only (merged has a RangeIndex)
     return [
         _finding("stale_order_placed", merged, stale, backd_value=since, exposure=merged["order_total_cents_backd"], show=since_text),
         _finding("refund_locks_soon", merged, locks_soon.fillna(False), ledger_value=merged["active_refund_amount_cents"],
@@ -262,7 +262,7 @@ def _ordered(findings: pd.DataFrame) -> pd.DataFrame:
 def _refund_lock_text(values: pd.Series) -> pd.Series:
     """Cents → '12.50', lock times → 'locks 2026-04-14 17:00 CDT' (used for refund_locks_soon's two columns)."""
     if isinstance(values.dtype, pd.DatetimeTZDtype):
-        return "locks " + _strftime(values, "%Y-%m-%d %H:%M %Z")
+        return "locks " + _local_text(values, with_time=True)
     return money_text(values)
 
 
@@ -272,11 +272,37 @@ def _prefixed(prefix: pa.Array, text: pd.Series) -> pd.Series:
     return pd.Series(pd.array(joined, dtype="string"), index=text.index)
 
 
-def _strftime(values: pd.Series, pattern: str) -> pd.Series:
-    """Chicago wall-time text of aware timestamps, through Arrow (pandas' strftime formats row by row)."""
-    local = pd.to_datetime(values, utc=True).dt.tz_convert(CHICAGO)
-    array = pa.array(local.array, from_pandas=True)
-    return pd.Series(pc.strftime(array, format=pattern).to_pandas(), index=values.index).fillna("")
+def _local_text(values: pd.Series, *, with_time: bool) -> pd.Series:
+    """Chicago wall time as text: '2026-04-14', or with ``with_time`` '2026-04-14 17:00 CDT'.
+
+    Built from Arrow casts (date → ISO text, hours and minutes from the time of day, the zone's abbreviation per
+    distinct UTC offset): Arrow's strftime looks the zone up row by row, 0.5 s per 500,000 rows.
+
+    Examples
+    --------
+    >>> _local_text(pd.Series(pd.to_datetime(["2026-04-14T22:00Z", "2026-01-05T23:30Z", None])), with_time=True).tolist()
+    ['2026-04-14 17:00 CDT', '2026-01-05 17:30 CST', '']
+    """
+    aware = pd.to_datetime(values, utc=True)
+    local = aware.dt.tz_convert(CHICAGO).dt.tz_localize(None).astype("datetime64[ns]")
+    wall = pa.array(local.array, from_pandas=True)
+    text = pc.cast(pc.cast(wall, pa.date32()), pa.string())
+    if with_time:
+        nanos = pc.cast(wall, pa.int64())
+        day_s = pc.divide(pc.subtract(nanos, pc.cast(pc.cast(pc.cast(wall, pa.date32()), pa.timestamp("ns")), pa.int64())),
+                          1_000_000_000)
+        two = lambda n: pc.utf8_lpad(pc.cast(n, pa.string()), width=2, padding="0")  # noqa: E731
+        hours, minutes = pc.divide(day_s, 3600), pc.divide(pc.subtract(day_s, pc.multiply(pc.divide(day_s, 3600), 3600)), 60)
+        text = pc.binary_join_element_wise(text, " ", two(hours), ":", two(minutes), " ", _zone_names(aware, local), "")
+    return pd.Series(pd.array(text, dtype="string"), index=values.index).fillna("")
+
+
+def _zone_names(aware: pd.Series, local: pd.Series) -> pa.Array:
+    """CDT/CST for each row, looked up once per distinct UTC offset."""
+    offsets = (local.to_numpy(dtype="datetime64[ns]") - aware.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")).astype("int64")
+    codes, uniques = pd.factorize(pd.Series(offsets).where(aware.notna().to_numpy()))
+    names = [aware[(codes == i)].iloc[0].tz_convert(CHICAGO).tzname() for i in range(len(uniques))]
+    return pa.array(np.array(names + [""], dtype=object)[codes], type=pa.string())
 
 
 
