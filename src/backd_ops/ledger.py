@@ -100,33 +100,34 @@ def template_frame() -> pd.DataFrame:
 
 def _typed_ledger(frame: pd.DataFrame, statuses: dict[str, str], decimal: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     out = pd.DataFrame(index=frame.index)
-    checks: list[tuple[str, pd.Series, pd.Series]] = []  # (column, bad mask, problem text)
+    # (column, bad mask, problem text): a constant text stays a str, made into rows only where the mask holds
+    checks: list[tuple[str, pd.Series, pd.Series | str]] = []
     for column in ("merchant_order_id", "backd_order_id"):
         out[column], id_problem = normalize_ids(frame[column])
         checks.append((column, id_problem.ne(""), id_problem))
-    checks.append(("merchant_order_id", out["merchant_order_id"].isna(), pd.Series("is blank", index=frame.index)))
+    checks.append(("merchant_order_id", out["merchant_order_id"].isna(), "is blank"))
     bad_id = out["backd_order_id"].notna() & ~out["backd_order_id"].str.fullmatch(BACKD_ID_PATTERN).fillna(False).astype(bool)
-    checks.append(("backd_order_id", bad_id, pd.Series("is not a Backd order id", index=frame.index)))
+    checks.append(("backd_order_id", bad_id, "is not a Backd order id"))
     out["status"] = frame["status"].astype("string").str.strip()
     out["backd_status"] = _mapped_statuses(out["status"], statuses)
     checks.append(("status", out["backd_status"].isna(), "is not a known status; add it to status_map"))
     out["order_total_cents"], total_problem = to_cents(frame["order_total"], decimal=decimal)
     checks.append(("order_total", total_problem.ne("") | out["order_total_cents"].isna(), total_problem.replace("", "is missing")))
-    checks.append(("order_total", out["order_total_cents"].fillna(0) < 0, pd.Series("is negative", index=frame.index)))
+    checks.append(("order_total", out["order_total_cents"].fillna(0) < 0, "is negative"))
     if "refunded_amount" in frame.columns:
         refunded, refund_problem = to_cents(frame["refunded_amount"], decimal=decimal)
     else:
         refunded, refund_problem = pd.Series(0, index=frame.index, dtype="Int64"), pd.Series("", index=frame.index)
     out["refunded_cents"] = refunded.fillna(0)
     checks.append(("refunded_amount", refund_problem.ne(""), refund_problem))
-    checks.append(("refunded_amount", out["refunded_cents"] < 0, pd.Series("is negative", index=frame.index)))
+    checks.append(("refunded_amount", out["refunded_cents"] < 0, "is negative"))
     checks.append(("refunded_amount", out["refunded_cents"] > out["order_total_cents"].fillna(np.iinfo(np.int64).max),
-                   pd.Series("is more than order_total", index=frame.index)))
+                   "is more than order_total"))
     if "profile" in frame.columns:  # whose account the row is (backd_ops.accounts); ignored by a one-account run
         out["profile"] = frame["profile"].astype("string").str.strip()
     if "order_date" in frame.columns:
         out["order_date"] = pd.to_datetime(frame["order_date"], errors="coerce")
-        checks.append(("order_date", out["order_date"].isna() & frame["order_date"].notna(), pd.Series("is not a date", index=frame.index)))
+        checks.append(("order_date", out["order_date"].isna() & frame["order_date"].notna(), "is not a date"))
     return out, _problems(frame, checks)
 
 
