@@ -77,7 +77,7 @@ def compare(ledger: pd.DataFrame, orders: pd.DataFrame, *, tolerance_cents: int,
     merged = _merge(ledger, orders, keys)
     has_id = merged["backd_order_id"].notna()
     read_error = merged["error"].notna() & has_id
-    not_found = has_id & ((merged["_merge"] == "left_only") | (read_error & merged["error"].astype("string").str.startswith("NotFoundError")))
+    not_found = has_id & (~merged["_found"] | (read_error & merged["error"].astype("string").str.startswith("NotFoundError")))
     failed = read_error & ~not_found
     found = has_id & ~not_found & ~failed
     parts = [
@@ -116,7 +116,7 @@ def _merge(ledger: pd.DataFrame, orders: pd.DataFrame, keys: IdKeys) -> pd.DataF
         values = side[column].take(where).reset_index(drop=True)
         name = f"{column}_backd" if column in rows.columns else column
         rows[name] = values.where(found) if not found.all() else values
-    rows["_merge"] = np.where(found, "both", "left_only")
+    rows["_found"] = found  # a bool column: a million "both"/"left_only" strings cost a tenth of a second
     rows["_id_code"] = keys.ledger  # integer ids for duplicates
     return rows
 
