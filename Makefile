@@ -18,7 +18,7 @@ demo: $(STAMP)  ## the main job: sandbox + demo ledger → reconciliation notebo
 	$(BIN)/backd-ops demo
 
 test: $(STAMP)  ## the suite CI runs (under 10 minutes on 2 cores)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=12
 
 test-long: $(STAMP)  ## the long chaos/crash profile as well
 	$(BIN)/python -m pytest -q -m "slow or not slow"

@@ -35,7 +35,7 @@ def test_public_api_is_pinned():
         "OrderStateError", "OrderStatus", "PartialPlanError", "PlanAccountError", "PlanError", "ProductionGuardError", "RateLimitError", "Refund",
         "RefundStatus", "RequestTimeout", "ServerError", "Journal", "LedgerError", "Reconciliation", "approve_plan",
         "cancel_orders", "confirm_orders", "connect", "delete_refunds", "execute_plan", "fetch_orders", "find_orders",
-        "load_ledger", "load_plan", "parse_amount", "place_orders", "read_table", "reconcile", "refund_orders", "run_operation",
+        "load_ledger", "load_plan", "parse_amount", "place_orders", "read_table", "reconcile", "reconcile_accounts", "refund_orders", "run_operation",
         "summarize_outcomes", "undo_run", "update_orders",
     ]
     for name in backd_ops.__all__:

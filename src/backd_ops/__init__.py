@@ -47,7 +47,6 @@ from .tables import read_table
 from .undo import undo_run
 
 __all__ = [
-    "reconcile_accounts",
     "APIError",
     "ApprovalError",
     "ApprovalPolicy",
@@ -90,6 +89,7 @@ __all__ = [
     "place_orders",
     "read_table",
     "reconcile",
+    "reconcile_accounts",
     "refund_orders",
     "run_operation",
     "summarize_outcomes",
