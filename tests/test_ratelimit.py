@@ -302,7 +302,9 @@ def test_without_a_limit_the_client_backs_off_and_probes_back(limited_sandbox):
     assert refused <= 0.05 * (len(ids) + refused)  # unpaced, 16 workers would be refused most of the time
     paced = [r for r in rates if r is not None]
     low = min(paced)
-    assert 0.5 * LIMIT_RPS <= low <= LIMIT_RPS  # backed off below the limit, without collapsing
+    # Backed off below the limit, without collapsing: one event at most halves what was sent (a window in which
+    # nearly everything was refused), so the lowest is about half the limit, a little under on a busy machine.
+    assert 0.4 * LIMIT_RPS <= low <= LIMIT_RPS
     assert max(paced[paced.index(low):]) >= low + 2  # then probed upward again
     # The start-up costs most of the gap in a run this short (8-11 s on an idle 2-core machine; the sustained rate
     # over 5,000 reads is 98% of the limit, bench/bench_ratelimit.py); a loaded CI machine adds seconds.
