@@ -347,3 +347,22 @@ def test_refunds_beside_data_are_read():
     order = Order.from_wire({"backd_order_id": "BO-1", "status": "order_confirmed", "order_total": 100},
                             refunds=[{"amount": 12.5, "status": "draft", "locked_at": "2026-04-14 17:00:00"}])
     assert order.active_refund.amount == Decimal("12.50")
+
+
+def test_the_adapter_reuses_one_pool_per_host_and_recovers_after_close(sandbox, client):
+    """The transport adapter remembers the host's pool (no per-call proxy or pool lookup), keeps no cookies, and
+    after ``close()`` (the pool manager cleared) fetches a fresh pool instead of failing on the closed one."""
+    first = sandbox.store.ids()[0]
+    client.find_order(first)
+    pools = dict(client._adapter._pools)
+    assert len(pools) == 1
+    pool = next(iter(pools.values()))
+    for order_id in sandbox.store.ids()[:5]:
+        client.find_order(order_id)
+    assert client._adapter._pools == pools and pool.num_requests >= 6  # the same pool carried every call
+    client._adapter.close()
+    assert client.find_order(first).backd_order_id == first
+    assert next(iter(client._adapter._pools.values())) is not pool
+    response = client._adapter.send(client._prepare("GET", f"{client.base_url}/find_order/{first}", None), timeout=(5, 5))
+    assert response.headers.get("content-type", "").startswith("application/json")  # case-insensitive, as requests'
+    assert len(response.cookies) == 0 and response.json()["data"]["backd_order_id"] == first

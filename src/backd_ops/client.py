@@ -18,11 +18,11 @@ from typing import Any, Callable, Iterator
 from urllib.parse import quote
 
 import requests
-from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError
 from urllib3.util.retry import Retry
 
 from . import _retry
+from ._adapter import JsonApiAdapter
 from ._ratelimit import RateLimiter
 from .config import Account, SecretKey, Settings
 from .errors import (
@@ -121,6 +121,7 @@ class BackdClient:
         self._guard = threading.local()
         self._session = _make_session(self.settings)
         self._adapter = self._session.get_adapter(self.base_url)
+        self._headers = dict(self._session.headers)
 
     @classmethod
     def from_env(cls, *, profile: str | None = None, **options: Any) -> BackdClient:
@@ -359,7 +360,7 @@ class BackdClient:
         """
         prepared = requests.PreparedRequest()
         prepared.method, prepared.url, prepared.hooks = method, url, {"response": []}
-        prepared.headers = requests.structures.CaseInsensitiveDict(self._session.headers)
+        prepared.headers = dict(self._headers)  # a plain dict: the only header names are the ones set here
         if body is None:
             prepared.body = None
         else:
@@ -397,7 +398,7 @@ def _make_session(settings: Settings) -> requests.Session:
     # Connect-only retries: urllib3 resends only when no byte of the request left (read=False), so a write
     # is never repeated here. Status retries (429/5xx) live in BackdClient._send, which knows reads from writes.
     retry = Retry(total=None, connect=settings.max_retries, read=False, status=0, other=0, redirect=0, backoff_factor=0.1, raise_on_status=False)
-    adapter = HTTPAdapter(pool_connections=2, pool_maxsize=settings.pool_size, max_retries=retry, pool_block=True)
+    adapter = JsonApiAdapter(pool_connections=2, pool_maxsize=settings.pool_size, max_retries=retry, pool_block=True)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
