@@ -296,10 +296,15 @@ def _mixed_cents(values: pd.Series, decimal: str) -> tuple[pd.Series, pd.Series]
     return pd.Series(cents, index=values.index, dtype="Int64"), pd.Series(problems, index=values.index, dtype=object)
 
 
+CENTS_TEXT = "cents"
+"""A fast shape whose digits, the decimal mark taken out, are the cents: cast straight to integers."""
+
 _FAST = {  # (pattern, characters to drop before the cast): the shapes nearly every export uses, matched by a DFA
-    ".": [(r"^-?[0-9]{1,13}(\.[0-9]{1,2})?$", None),
+    ".": [(r"^-?[0-9]{1,13}\.[0-9]{2}$", CENTS_TEXT),  # what spreadsheets and to_csv write: the digits are the cents
+          (r"^-?[0-9]{1,13}(\.[0-9]{1,2})?$", None),
           (r"^(-?\$?|\$-)[0-9]{1,3}(,[0-9]{3}){0,3}(\.[0-9]{1,2})?$", r"[$,]")],  # up to 12 digits; longer: the grammar
-    ",": [(r"^-?[0-9]{1,13}(,[0-9]{1,2})?$", None),
+    ",": [(r"^-?[0-9]{1,13},[0-9]{2}$", CENTS_TEXT),
+          (r"^-?[0-9]{1,13}(,[0-9]{1,2})?$", None),
           (r"^(-?\$?|\$-)[0-9]{1,3}([. ][0-9]{3}){0,3}(,[0-9]{1,2})?$", r"[$. ]")],
 }
 
@@ -314,10 +319,10 @@ def _text_cents(values: pd.Series, decimal: str) -> tuple[pd.Series, pd.Series]:
         todo = np.flatnonzero(~good & ~blank)
         if not len(todo):
             break
-        subset = text.take(pa.array(todo))
+        subset = text if len(todo) == len(text) else text.take(pa.array(todo))  # a copy only when some are done
         hit = np.asarray(pc.fill_null(pc.match_substring_regex(subset, pattern), False), dtype=bool)
         if hit.any():
-            cents[todo[hit]] = _cast_cents(subset.filter(pa.array(hit)), drop, decimal)
+            cents[todo[hit]] = _cast_cents(subset if hit.all() else subset.filter(pa.array(hit)), drop, decimal)
             good[todo[hit]] = True
     rest = np.flatnonzero(~good & ~blank)
     if len(rest):
@@ -330,6 +335,8 @@ def _text_cents(values: pd.Series, decimal: str) -> tuple[pd.Series, pd.Series]:
 
 
 def _cast_cents(text: pa.Array, drop: str | None, decimal: str) -> np.ndarray:
+    if drop == CENTS_TEXT:  # "-12.50" -> -1250: no decimal arithmetic (a fifth of the time, measured at 1,000,000 rows)
+        return np.asarray(pc.cast(pc.replace_substring(text, decimal, ""), pa.int64()))
     numbers = pc.replace_substring_regex(text, drop, "") if drop else text
     if decimal == ",":
         numbers = pc.replace_substring(numbers, ",", ".")
