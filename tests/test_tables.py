@@ -99,15 +99,38 @@ def test_arrow_and_pandas_csv_readers_agree(rows, delimiter):
     import csv
     import io
 
-    from backd_ops.tables import _read_csv_arrow
+    from backd_ops.tables import _after_lines, _read_csv_arrow
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
     writer.writerow(["a", "b", "c"])
     writer.writerows(rows)
     text = buffer.getvalue()
-    fast = _read_csv_arrow(text, delimiter, 0, 3)
+    fast = _read_csv_arrow(_after_lines(text, 1).encode("utf-8"), delimiter, 3)
     slow = pd.read_csv(io.StringIO(text), sep=delimiter, header=None, skiprows=1, names=range(3), index_col=False, dtype=str,
                        keep_default_na=False, na_values=[""], skip_blank_lines=False)
     assert fast is not None  # every record has the header's width: the fast path takes it
     pd.testing.assert_frame_equal(fast, slow, check_dtype=False, check_index_type=False)
+
+
+_LARGE_FILE_CASES = {
+    "plain": b"backd_order_id,refund_amount\nBO-1,5.00\nBO-2,6.00\n",
+    "bom, title and blank lines": b"\xef\xbb\xbfRefunds for April\n\nOrder ID;Refund Amount\nBO-1;5,00\n;\n\nBO-2;6,00\n",
+    "windows-1252 below the head": b"backd_order_id,reason\n" + b"BO-1,ok\n" * 10_000 + b"BO-2,caf\xe9\n",
+    "a longer record further down": b"backd_order_id,refund_amount\nBO-1,5.00\nBO-2,6.00,,\n",
+    "quotes in the header": b'"backd_order_id","refund_amount"\nBO-1,"1,234.50"\n',
+    "a short record": b"backd_order_id,refund_amount,reason\nBO-1,5.00\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(_LARGE_FILE_CASES))
+def test_a_large_file_read_from_its_bytes_is_read_as_a_small_one(case, monkeypatch):
+    """Large UTF-8 files skip the decode and go to Arrow as bytes; every file must come out exactly as the eager path reads it."""
+    import backd_ops.tables as tables
+
+    data = _LARGE_FILE_CASES[case]
+    eager = tables.read_bytes(data, "f.csv")
+    monkeypatch.setattr(tables, "_EAGER_BYTES", 0)
+    large = tables.read_bytes(data, "f.csv")
+    pd.testing.assert_frame_equal(large, eager, check_dtype=False)
+    assert large.attrs == eager.attrs

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .arrowtools import row_texts
+
 __all__ = ["BACKD_ID_PATTERN", "check_backd_id", "check_merchant_id", "is_blank", "normalize_id", "normalize_ids"]
 
 BACKD_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
@@ -72,10 +74,10 @@ def normalize_ids(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     >>> ids.tolist(), problems.tolist()
     (['BO-1', '7', <NA>, <NA>], ['', '', '1.5 is not an id', ''])
     """
-    problems = np.full(len(values), "", dtype=object)
     if pd.api.types.is_string_dtype(values.dtype) and values.dtype != object:
         text = values.astype("string").str.strip(_PADDING)
-        return text.where(text != ""), pd.Series(problems, index=values.index)
+        return text.where(text != ""), row_texts(None, values.index)
+    problems = np.full(len(values), "", dtype=object)
     objects = values.to_numpy(dtype=object)
     is_text = np.fromiter((type(v) is str for v in objects), dtype=bool, count=len(objects))
     out = np.full(len(objects), pd.NA, dtype=object)
@@ -88,7 +90,7 @@ def normalize_ids(values: pd.Series) -> tuple[pd.Series, pd.Series]:
         except ValueError as exc:
             problems[position] = str(exc)
     ids = pd.Series(out, index=values.index, dtype="string")
-    return ids.where(ids.notna(), pd.NA), pd.Series(problems, index=values.index)
+    return ids.where(ids.notna(), pd.NA), row_texts(problems, values.index)
 
 
 def check_backd_id(text: str) -> str:

@@ -112,7 +112,9 @@ def _typed_ledger(frame: pd.DataFrame, statuses: dict[str, str], decimal: str) -
     out["backd_status"] = _mapped_statuses(out["status"], statuses)
     checks.append(("status", out["backd_status"].isna(), "is not a known status; add it to status_map"))
     out["order_total_cents"], total_problem = to_cents(frame["order_total"], decimal=decimal)
-    checks.append(("order_total", total_problem.ne("") | out["order_total_cents"].isna(), total_problem.replace("", "is missing")))
+    total_bad = total_problem.ne("")
+    checks.append(("order_total", total_bad, total_problem))
+    checks.append(("order_total", out["order_total_cents"].isna() & ~total_bad, "is missing"))
     checks.append(("order_total", out["order_total_cents"].fillna(0) < 0, "is negative"))
     if "refunded_amount" in frame.columns:
         refunded, refund_problem = to_cents(frame["refunded_amount"], decimal=decimal)

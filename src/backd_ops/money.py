@@ -27,6 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .arrowtools import row_texts
 from .errors import option_hint
 
 __all__ = ["CENT", "DECIMAL_SEPARATORS", "MAX_AMOUNT", "amount_problem", "parse_amount", "to_cents"]
@@ -207,7 +208,7 @@ def _as_series(cents: np.ndarray, good: np.ndarray, problems: np.ndarray, index:
         problems = problems.astype(object)
         problems[bad] = [f"{_shown(_float_text(v))} {p}" for v, p in zip(texts, problems[bad])]
     out = pd.arrays.IntegerArray(cents, ~good)
-    return pd.Series(out, index=index), pd.Series(problems, index=index, dtype=object)
+    return pd.Series(out, index=index), row_texts(problems if bad.any() else None, index)
 
 
 def _float_text(value: Any) -> str:
@@ -270,7 +271,7 @@ def _scale2_cents(array: pa.Array, index: pd.Index) -> tuple[pd.Series, pd.Serie
     if not fits[valid].all():
         return None
     cents = pd.arrays.IntegerArray(low.copy(), ~valid)
-    return pd.Series(cents, index=index), pd.Series("", index=index, dtype=object)
+    return pd.Series(cents, index=index), row_texts(None, index)
 
 
 def _all_bad(values: pd.Series, problem: str) -> tuple[pd.Series, pd.Series]:
@@ -331,7 +332,7 @@ def _text_cents(values: pd.Series, decimal: str) -> tuple[pd.Series, pd.Series]:
     bad = ~good & ~blank
     if bad.any():
         problems[bad] = [_text_problem(str(v), decimal) for v in values.to_numpy(dtype=object)[bad]]
-    return pd.Series(pd.arrays.IntegerArray(cents, ~good), index=values.index), pd.Series(problems, index=values.index, dtype=object)
+    return pd.Series(pd.arrays.IntegerArray(cents, ~good), index=values.index), row_texts(problems if bad.any() else None, values.index)
 
 
 def _cast_cents(text: pa.Array, drop: str | None, decimal: str) -> np.ndarray:

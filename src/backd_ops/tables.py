@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
 import pandas as pd
 
 from .columns import header_key, known_headers
@@ -25,6 +26,9 @@ EXCEL_SUFFIXES = (".xlsx", ".xlsm")
 HEADER_SEARCH_ROWS = 30
 """How far down a title block may push the header row."""
 _SNIFF_CHARS = 64 * 1024
+_EAGER_BYTES = 16 * 1024 * 1024
+"""Text files up to this size are decoded whole. A larger UTF-8 file goes to Arrow's reader as bytes: decoding and
+re-encoding ten million ledger rows costs seconds, and Arrow checks the UTF-8 itself."""
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -148,20 +152,43 @@ def _kind(data: bytes, name: str) -> str:
 
 # -- text files ------------------------------------------------------------------------------------------------
 def _read_text(data: bytes, name: str, names: set[str]) -> pd.DataFrame:
-    text, encoding = _decode(data, name)
-    delimiter = sniff_delimiter(text[:_SNIFF_CHARS])
-    head = _records(text[:_SNIFF_CHARS], delimiter)
-    header_index = _header_index([cells for cells, _ in head], names)
-    header, lines_before = head[header_index] if head else ([], 0)
-    widest = max((len(cells) for cells, _ in head[header_index + 1:]), default=0)
-    frame = _parse(text, delimiter, skip_lines=lines_before, width=max(len(header), 1), first_line=header_index + 2, name=name,
-                   widest_seen=widest)
+    head = _utf8_head(data) if len(data) > _EAGER_BYTES else None
+    text, encoding = (None, "utf-8") if head is not None else _decode(data, name)
+    if text is not None:
+        head = text[:_SNIFF_CHARS]
+    delimiter = sniff_delimiter(head)
+    records = _records(head, delimiter)
+    header_index = _header_index([cells for cells, _ in records], names)
+    header, lines_before = records[header_index] if records else ([], 0)
+    widest = max((len(cells) for cells, _ in records[header_index + 1:]), default=0)
+    width = max(len(header), 1)
+    frame = None
+    if text is None:  # a large UTF-8 file: Arrow reads its bytes; anything unusual takes the general path below
+        body = _after_lines(data, lines_before + 1) if widest <= width else None
+        frame = _read_csv_arrow(body, delimiter, width) if body is not None else None
+        if frame is None:
+            text, encoding = _decode(data, name)
+    if frame is None:
+        frame = _parse(text, delimiter, skip_lines=lines_before, width=width, first_line=header_index + 2, name=name,
+                       widest_seen=widest)
     frame = frame.set_axis(_column_names(header, frame.shape[1]), axis=1)
     frame.index = pd.RangeIndex(header_index + 2, header_index + 2 + len(frame), name="row")
     frame, skipped = _drop_empty_rows(_drop_unnamed_empty(frame))
     source = TableSource(name, "tsv" if delimiter == "\t" and name.lower().endswith(".tsv") else "csv", delimiter, encoding,
                          header_line=header_index + 1, skipped=tuple(skipped))
     return _with_source(frame, source)
+
+
+def _utf8_head(data: bytes) -> str | None:
+    """The first lines of a UTF-8 file (up to ``_SNIFF_CHARS`` bytes, whole lines), or None if they are not UTF-8."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return None
+    head = data[:_SNIFF_CHARS]
+    end = head.rfind(b"\n")
+    try:  # a newline byte is never inside a UTF-8 sequence: a cut there splits no character
+        return head[: end + 1 if end >= 0 else len(head)].decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return None
 
 
 def _decode(data: bytes, name: str) -> tuple[str, str]:
@@ -247,38 +274,46 @@ def _parse(text: str, delimiter: str, *, skip_lines: int, width: int, first_line
 
 
 def _read_csv(text: str, delimiter: str, skip_lines: int, width: int) -> pd.DataFrame:
-    fast = _read_csv_arrow(text, delimiter, skip_lines, width)
+    body = _after_lines(text, skip_lines + 1)
+    fast = _read_csv_arrow(body.encode("utf-8"), delimiter, width) if body is not None else None
     if fast is not None:
         return fast
     return pd.read_csv(io.StringIO(text), sep=delimiter, header=None, skiprows=skip_lines + 1, names=range(width),
                        index_col=False, dtype=str, keep_default_na=False, na_values=[""], skip_blank_lines=False)
 
 
-def _read_csv_arrow(text: str, delimiter: str, skip_lines: int, width: int) -> pd.DataFrame | None:
+def _after_lines(content: str | bytes, lines: int) -> str | bytes | None:
+    """What follows the first ``lines`` lines; None if there are fewer, or quotes above the cut (where lines and
+    records could be counted differently)."""
+    newline, quote = ("\n", '"') if isinstance(content, str) else (b"\n", b'"')
+    cut = -1
+    for _ in range(lines):
+        cut = content.find(newline, cut + 1)  # type: ignore[arg-type]
+        if cut < 0:
+            return None
+    return None if quote in content[:cut] else content[cut + 1:]  # type: ignore[operator]
+
+
+def _read_csv_arrow(body: bytes, delimiter: str, width: int) -> pd.DataFrame | None:
     """Arrow's multi-threaded CSV reader, for the common file: several times faster than pandas' on a million rows,
     with the same result (every cell text, empty cells missing, blank lines as empty rows). None: let pandas read it
-    (a short record, or quotes above the data, where lines and records could be counted differently)."""
+    (a short or long record, text that is not UTF-8)."""
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
-    cut = -1
-    for _ in range(skip_lines + 1):
-        cut = text.find("\n", cut + 1)
-        if cut < 0:
-            return None
-    if '"' in text[:cut]:
-        return None
     names = [str(i) for i in range(width)]
     try:
         table = pa_csv.read_csv(
-            pa.py_buffer(text[cut + 1:].encode("utf-8")),
+            pa.py_buffer(body),
             read_options=pa_csv.ReadOptions(column_names=names, block_size=1 << 24),
             parse_options=pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=True, ignore_empty_lines=False),
             convert_options=pa_csv.ConvertOptions(column_types={n: pa.string() for n in names}, strings_can_be_null=True,
                                                   null_values=[""], quoted_strings_can_be_null=True))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
-    frame = table.to_pandas()
+    # Arrow-backed text with <NA> for empty cells: what every reader of the frame converts to (``astype("string")``
+    # is then free, where from pandas' default text dtype it copies every column).
+    frame = table.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get)
     frame.columns = range(width)
     return frame
 
@@ -322,10 +357,16 @@ def _drop_empty_rows(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[Any]]:
     """The frame without fully empty rows (``,,,``), and the labels of those rows."""
     if frame.empty:
         return frame, []
-    empty = pd.concat([_empty_cells(frame.iloc[:, i]) for i in range(frame.shape[1])], axis=1).all(axis=1) \
-        if frame.shape[1] else pd.Series(True, index=frame.index)
-    labels = [int(x) if pd.api.types.is_integer(x) else str(x) for x in frame.index[empty.to_numpy()]]
-    return frame[~empty.to_numpy()], labels
+    candidates = np.arange(len(frame))  # rows empty in every column so far: after the first column, a handful
+    for i in range(frame.shape[1]):
+        column = frame.iloc[:, i] if len(candidates) == len(frame) else frame.iloc[candidates, i]
+        candidates = candidates[_empty_cells(column).to_numpy(dtype=bool)]
+        if not len(candidates):
+            return frame, []
+    labels = [int(x) if pd.api.types.is_integer(x) else str(x) for x in frame.index[candidates]]
+    keep = np.ones(len(frame), dtype=bool)
+    keep[candidates] = False
+    return frame[keep], labels
 
 
 def _empty_cells(column: pd.Series) -> pd.Series:
