@@ -10,12 +10,18 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Iterable
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["IdKeys", "arrow_text", "isin", "positions", "row_texts"]
+__all__ = ["IdKeys", "arrow_text", "isin", "positions", "row_texts", "shared_codes"]
+
+PARTITIONED_FROM = 500_000
+"""From this many strings on, :func:`shared_codes` hashes them in partitions that fit the CPU's cache."""
 
 
 def arrow_text(values: pd.Series | pd.Index | Iterable[str]) -> pa.Array:
@@ -37,8 +43,9 @@ def row_texts(texts: np.ndarray | None, index: pd.Index) -> pd.Series:
     >>> row_texts(None, pd.RangeIndex(2)).tolist(), row_texts(np.array(["", "is blank"], dtype=object), pd.RangeIndex(2)).ne("").tolist()
     (['', ''], [False, True])
     """
-    if texts is None:
-        return pd.Series(pd.arrays.ArrowStringArray(pc.fill_null(pa.nulls(len(index), pa.string()), "")), index=index)
+    if texts is None:  # n empty strings: offsets all zero, no characters
+        empty = pa.StringArray.from_buffers(len(index), pa.py_buffer(np.zeros(len(index) + 1, dtype=np.int32)), pa.py_buffer(b""))
+        return pd.Series(pd.arrays.ArrowStringArray(empty), index=index)
     return pd.Series(texts, index=index, dtype=pd.StringDtype("pyarrow"))
 
 
@@ -88,9 +95,8 @@ class IdKeys:
     @classmethod
     def build(cls, ledger_ids: pd.Series | pd.Index, order_ids: pd.Series | pd.Index) -> IdKeys:
         left, right = arrow_text(ledger_ids), arrow_text(order_ids)
-        encoded = pc.dictionary_encode(pa.concat_arrays([left, right]))
-        codes = np.asarray(pc.fill_null(encoded.indices.cast(pa.int64()), -1), dtype=np.int64)
-        return cls(codes[: len(left)], codes[len(left):], len(encoded.dictionary))
+        codes, size = shared_codes(pa.concat_arrays([left, right]))
+        return cls(codes[: len(left)], codes[len(left):], size)
 
     def order_at(self) -> np.ndarray:
         """For each ledger row, the position of its order (the last row with that id), or -1."""
@@ -117,3 +123,54 @@ class IdKeys:
         valid = self.orders >= 0
         np.maximum.at(last, self.orders[valid], np.flatnonzero(valid))
         return last
+
+
+def shared_codes(values: pa.StringArray) -> tuple[np.ndarray, int]:
+    """An integer code per string (equal strings, equal codes; null: -1) and how many distinct strings there are.
+
+    One hash table over millions of distinct ids misses the CPU's cache on nearly every insert. Large inputs are
+    split into 256 partitions by their last two bytes (equal strings always land together), each small enough to
+    stay in cache, and hashed on every core (Arrow releases the GIL): about twice as fast at a million ids.
+
+    Examples
+    --------
+    >>> codes, size = shared_codes(pa.array(["b", "a", None, "b"]))
+    >>> codes.tolist(), size
+    ([0, 1, -1, 0], 2)
+    """
+    if len(values) < PARTITIONED_FROM or values.buffers()[2] is None:
+        encoded = pc.dictionary_encode(values)
+        return _codes(encoded), len(encoded.dictionary)
+    key = _partition_key(values)
+    order = np.argsort(key, kind="stable")  # a radix sort of 8-bit keys: linear
+    counts = np.bincount(key, minlength=256)
+    grouped = values.take(pa.array(order))
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    parts = [grouped.slice(int(start), int(count)) for start, count in zip(starts, counts) if count]
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        encoded = list(pool.map(pc.dictionary_encode, parts))
+    local = np.empty(len(values), dtype=np.int64)
+    base, at = 0, 0
+    for part in encoded:
+        codes = _codes(part)
+        local[at: at + len(codes)] = np.where(codes >= 0, codes + base, -1)
+        at, base = at + len(codes), base + len(part.dictionary)
+    codes = np.empty(len(values), dtype=np.int64)
+    codes[order] = local
+    return codes, base
+
+
+def _codes(encoded: pa.DictionaryArray) -> np.ndarray:
+    return np.asarray(pc.fill_null(encoded.indices.cast(pa.int64()), -1), dtype=np.int64)
+
+
+def _partition_key(values: pa.StringArray) -> np.ndarray:
+    """A byte per string from its last two bytes (0 when it is shorter): equal strings, equal keys."""
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int32, count=len(values) + 1, offset=4 * values.offset)
+    data = np.frombuffer(values.buffers()[2], dtype=np.uint8)
+    ends, lengths = offsets[1:], np.diff(offsets)
+    if not len(data):
+        return np.zeros(len(values), dtype=np.uint8)
+    last = np.where(lengths >= 1, data[np.clip(ends - 1, 0, len(data) - 1)], 0).astype(np.uint8)
+    before = np.where(lengths >= 2, data[np.clip(ends - 2, 0, len(data) - 1)], 0).astype(np.uint8)
+    return ((last & 0x0F) | ((before & 0x0F) << 4)) ^ (last & 0xF0)
