@@ -8,6 +8,8 @@ N × latency / workers); client CPU per call at zero latency; a refund plan (N r
 it incl. the journal, claims and the read before every write (% of its ideal: reads + writes, 2 × N × latency
 / workers); and a worker-count sweep.
 Targets: find ≥ 90% of ideal and ≥ 12× sequential; ≤ 0.5 ms client CPU per call; execute_plan ≥ 75% (issue 10).
+Also printed: the measured sequential round trip, which bounds any concurrency (the sandbox and the client share
+this machine's two cores), and each figure against it.
 """
 
 from __future__ import annotations
@@ -93,11 +95,17 @@ def main() -> None:
         print(f"find_orders, {n_find} ids:      {find_s:6.2f} s   ideal {ideal:.2f} s   {100 * ideal / find_s:5.1f}% of ideal")
         print(f"sequential find_order loop:   {seq_s:6.2f} s   ({'measured' if n_seq == n_find else f'{n_seq} measured, scaled'})"
               f"   speedup {seq_s / find_s:5.1f}x")
+        round_trip_s = seq_s / n_find
+        print(f"  one round trip here: {1000 * round_trip_s:.1f} ms against {LATENCY_MS:.0f} ms of latency: no number of workers "
+              f"gets past {100 * latency_s / round_trip_s:.0f}% of ideal on this machine;\n"
+              f"  find_orders is {100 * (n_find * round_trip_s / workers) / find_s:.0f}% of N x round trip / workers")
         plan_s, execute_s, outcomes = bench_refund(n_refund, conn, workers)
         ideal_plan, ideal_execute = n_refund * latency_s / workers, 2 * n_refund * latency_s / workers
         print(f"refund plan, {n_refund} rows:     {plan_s:6.2f} s   ideal {ideal_plan:.2f} s   {100 * ideal_plan / plan_s:5.1f}% of ideal")
         print(f"execute_plan, {n_refund} rows:    {execute_s:6.2f} s   ideal {ideal_execute:.2f} s   "
-              f"{100 * ideal_execute / execute_s:5.1f}% of ideal (reads + writes)   outcomes {outcomes.to_dict()}")
+              f"{100 * ideal_execute / execute_s:5.1f}% of ideal (reads + writes); "
+              f"{100 * (2 * n_refund * round_trip_s / workers) / execute_s:.0f}% of 2N x round trip / workers   "
+              f"outcomes {outcomes.to_dict()}")
         print("\nworker sweep (find_orders):")
         for w in (4, 8, 16, 32):
             elapsed = bench_find(ids, conn, w)
