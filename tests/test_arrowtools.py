@@ -47,3 +47,10 @@ def test_a_large_join_by_partitions_finds_every_order():
     assert found.sum() == 500_000 and not found[:50_000].any()
     assert (orders.to_numpy()[at[found]] == ledger.to_numpy()[found]).all()
     assert keys.last_orders().sum() == len(orders) - 1  # the repeated BO-X keeps its last row
+
+
+def test_large_strings_are_coded_like_strings(monkeypatch):
+    monkeypatch.setattr(arrowtools, "PARTITIONED_FROM", 0)
+    values = ["BO-1", "BO-2", "BO-1", None, "é1", "BO-2"]
+    codes, size = shared_codes(pa.array(values, type=pa.large_string()))
+    assert _same_groups(codes, values) and size == 3

@@ -366,3 +366,34 @@ def test_the_adapter_reuses_one_pool_per_host_and_recovers_after_close(sandbox, 
     response = client._adapter.send(client._prepare("GET", f"{client.base_url}/find_order/{first}", None), timeout=(5, 5))
     assert response.headers.get("content-type", "").startswith("application/json")  # case-insensitive, as requests'
     assert len(response.cookies) == 0 and response.json()["data"]["backd_order_id"] == first
+
+
+def test_a_declared_charset_is_honoured_and_an_undeclared_json_encoding_is_detected():
+    """The lean adapter decodes as requests does: the response's charset, else the JSON's own encoding (RFC 8259)."""
+    import json
+    import threading
+
+    body = {"status": {"error": False, "code": 200}, "refunds": [],
+            "data": {"backd_order_id": "BO-1", "merchant_order_id": "Bestellung-Müller", "status": "order_confirmed", "order_total": 100.1}}
+    cases = [(b"Content-Type: application/json; charset=iso-8859-1\r\n", json.dumps(body, ensure_ascii=False).encode("latin-1")),
+             (b"", json.dumps(body).encode("utf-16"))]
+    for header, payload in cases:
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+
+        def answer() -> None:
+            conn, _ = server.accept()
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\n" + header + b"Content-Length: %d\r\n\r\n" % len(payload) + payload)
+            conn.close()
+
+        threading.Thread(target=answer, daemon=True).start()
+        client = BackdClient("pk_test_charset", "sk_test_charset", base_url=f"http://127.0.0.1:{server.getsockname()[1]}/v1", max_retries=0)
+        try:
+            assert client.find_order("BO-1").merchant_order_id == "Bestellung-Müller"
+        finally:
+            client.close()
+            server.close()

@@ -120,6 +120,11 @@ _LARGE_FILE_CASES = {
     "a longer record further down": b"backd_order_id,refund_amount\nBO-1,5.00\nBO-2,6.00,,\n",
     "quotes in the header": b'"backd_order_id","refund_amount"\nBO-1,"1,234.50"\n',
     "a short record": b"backd_order_id,refund_amount,reason\nBO-1,5.00\n",
+    # 64 Ki characters of two-byte letters: the sniffed sample is characters on both paths, not bytes on one
+    "multi-byte text past the sample": ("Erstattungen, April 2026\nbackd_order_id;refund_amount;reason\n"
+                                        + "".join(f"BO-{i};5.00;Rückgabe für Müller-Lüdenscheidt, Düsseldorf {'é' * 25}\n" for i in range(750))
+                                        + "".join(f'BO-{i};5.00;"Rückgabe, zu groß"\n' for i in range(750, 1300))).encode(),
+    "lines ending in a lone CR (CSV for Macintosh)": b"backd_order_id,refund_amount\rBO-1,5.00\rBO-2,6.00\r",
 }
 
 
@@ -134,3 +139,9 @@ def test_a_large_file_read_from_its_bytes_is_read_as_a_small_one(case, monkeypat
     large = tables.read_bytes(data, "f.csv")
     pd.testing.assert_frame_equal(large, eager, check_dtype=False)
     assert large.attrs == eager.attrs
+
+
+def test_a_csv_for_macintosh_keeps_its_header_and_columns():
+    frame = read_bytes(b"backd_order_id,refund_amount\rBO-1,5.00\rBO-2,6.00\r", "refunds.csv")
+    assert list(frame.columns) == ["backd_order_id", "refund_amount"] and frame.index.tolist() == [2, 3]
+    assert frame["refund_amount"].tolist() == ["5.00", "6.00"]

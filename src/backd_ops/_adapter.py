@@ -17,6 +17,7 @@ from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.utils import get_encoding_from_headers
 
 __all__ = ["JsonApiAdapter"]
 
@@ -52,7 +53,7 @@ class JsonApiAdapter(HTTPAdapter):
         response = requests.Response()
         response.status_code = resp.status
         response.headers = resp.headers  # urllib3's HTTPHeaderDict: case-insensitive, as requests' own
-        response.encoding = "utf-8"  # JSON is UTF-8 (RFC 8259); requests guesses the same from application/json
+        response.encoding = get_encoding_from_headers(response.headers)  # as requests: a declared charset, or guessed
         response.raw, response.reason, response.url = resp, resp.reason, req.url
         response.request, response.connection = req, self
         return response

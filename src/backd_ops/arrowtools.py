@@ -138,6 +138,8 @@ def shared_codes(values: pa.StringArray) -> tuple[np.ndarray, int]:
     >>> codes.tolist(), size
     ([0, 1, -1, 0], 2)
     """
+    if values.type != pa.string():  # large_string has 64-bit offsets; the partition key reads 32-bit ones
+        values = values.cast(pa.string())
     if len(values) < PARTITIONED_FROM or values.buffers()[2] is None:
         encoded = pc.dictionary_encode(values)
         return _codes(encoded), len(encoded.dictionary)

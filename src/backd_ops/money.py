@@ -41,7 +41,8 @@ _MINUS = "-\u2212"  # ASCII hyphen-minus and the Unicode minus sign Excel someti
 _GROUP = {".": ",", ",": "[. \u00a0\u202f]"}  # literal characters: RE2 (pyarrow) has no \\u escapes
 
 
-_SPACE = "[ \t\r\n\u00a0\u202f]*"  # explicit: Python's \s is Unicode-aware, RE2's is ASCII only
+_SPACE_CHARS = " \t\r\n\u00a0\u202f"
+_SPACE = f"[{_SPACE_CHARS}]*"  # explicit: Python's \s is Unicode-aware, RE2's is ASCII only
 
 
 def _grammar(decimal: str) -> str:
@@ -315,7 +316,7 @@ _FAST = {  # (pattern, characters to drop before the cast): the shapes nearly ev
 
 def _text_cents(values: pd.Series, decimal: str) -> tuple[pd.Series, pd.Series]:
     """Text amounts in pyarrow: common shapes by a fast match and cast, the rest by the full grammar (RE2)."""
-    text = pc.utf8_trim_whitespace(_arrow_text(values))
+    text = pc.utf8_trim(_arrow_text(values), _SPACE_CHARS)  # the grammar's spaces only, as parse_amount trims
     blank = np.asarray(pc.fill_null(pc.equal(text, ""), True), dtype=bool)
     cents = np.zeros(len(values), dtype="int64")
     good = np.zeros(len(values), dtype=bool)
@@ -350,8 +351,10 @@ def _cast_cents(text: pa.Array, drop: str | None, decimal: str) -> np.ndarray:
 
 
 def _arrow_text(values: pd.Series) -> pa.Array:
+    """One Arrow string array (never chunked: Arrow's CSV reader and multi-row-group Parquet give chunks)."""
     if isinstance(values.dtype, pd.ArrowDtype) or getattr(values.dtype, "storage", None) == "pyarrow":
-        return pa.array(values.array).cast(pa.string())
+        array = pa.array(values.array)
+        return (array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array).cast(pa.string())
     return pa.array(values.astype("string").to_numpy(dtype=object, na_value=None), type=pa.string())
 
 

@@ -180,18 +180,27 @@ def _read_text(data: bytes, name: str, names: set[str]) -> pd.DataFrame:
 
 
 def _utf8_head(data: bytes) -> str | None:
-    """The first lines of a UTF-8 file (up to ``_SNIFF_CHARS`` bytes, whole lines), or None if they are not UTF-8."""
+    """The first ``_SNIFF_CHARS`` characters of a UTF-8 file, exactly as the eager path samples them; None if they are
+    not UTF-8, or the file's lines do not end in ``\n`` (then the eager path reads it)."""
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         return None
-    head = data[:_SNIFF_CHARS]
+    head = data[: 4 * _SNIFF_CHARS + 3]  # enough bytes for _SNIFF_CHARS characters of up to 4 bytes, and a BOM
     end = head.rfind(b"\n")
     try:  # a newline byte is never inside a UTF-8 sequence: a cut there splits no character
-        return head[: end + 1 if end >= 0 else len(head)].decode("utf-8-sig")
+        text = head[: end + 1].decode("utf-8-sig")
     except UnicodeDecodeError:
         return None
+    return text[:_SNIFF_CHARS] if len(text) >= _SNIFF_CHARS and "\r" not in text.replace("\r\n", "") else None
 
 
 def _decode(data: bytes, name: str) -> tuple[str, str]:
+    text, encoding = _decoded(data, name)
+    if "\r" in text and "\n" not in text:  # Excel's "CSV (Macintosh)": lines end in a lone CR
+        text = text.replace("\r", "\n")
+    return text, encoding
+
+
+def _decoded(data: bytes, name: str) -> tuple[str, str]:
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         return data.decode("utf-16"), "utf-16"  # Excel's "Unicode Text"
     try:
