@@ -1,7 +1,7 @@
-"""Text columns through Arrow: set operations (pandas' own ``isin`` on Arrow strings goes row by row in Python), ids as
-shared integer codes, and per-row texts made without a Python object per row.
+"""Text columns through Arrow: set operations, ids as shared integer codes, per-row texts without Python objects.
 
-A million order ids are looked up in a fraction of a second here, where ``Series.isin`` takes seconds.
+pandas' own ``isin`` on Arrow strings goes row by row in Python; here a million order ids are looked up in a
+fraction of a second, where ``Series.isin`` takes seconds.
 """
 
 from __future__ import annotations
