@@ -126,9 +126,11 @@ def _duplicates(merged: pd.DataFrame, has_id: pd.Series) -> pd.DataFrame:
     codes = merged["_id_code"].to_numpy()
     counts = np.bincount(codes[codes >= 0], minlength=max(int(codes.max()) + 1 if len(codes) else 0, 1))
     duplicated = has_id & pd.Series(np.where(codes >= 0, counts[np.maximum(codes, 0)] > 1, False), index=merged.index)
+    # The first copy of each duplicated order, found among the duplicated rows only (few): sorting every row's
+    # code for it cost 1.5 s at ten million rows.
+    rows = np.flatnonzero(duplicated.to_numpy(dtype=bool))
     first_seen = np.zeros(len(codes), dtype=bool)
-    if len(codes):
-        first_seen[np.unique(codes, return_index=True)[1]] = True
+    first_seen[rows[np.unique(codes[rows], return_index=True)[1]]] = True
     excess = duplicated & ~pd.Series(first_seen, index=merged.index)
     exposure = merged["order_total_cents"].where(excess, 0)
     return _finding("duplicate_in_ledger", merged, duplicated, ledger_value=merged["backd_order_id"], exposure=exposure)
