@@ -15,6 +15,7 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from .arrowtools import row_texts
 from .columns import map_columns, parse_mapping
 from .errors import InputError
 from .ids import BACKD_ID_PATTERN, normalize_ids
@@ -119,7 +120,7 @@ def _typed_ledger(frame: pd.DataFrame, statuses: dict[str, str], decimal: str) -
         out["status"], out["backd_status"] = status.result()
         out["order_total_cents"], total_problem = total.result()
         refunded_cents, refund_problem = refunded.result() if refunded is not None else (
-            pd.Series(0, index=frame.index, dtype="Int64"), pd.Series("", index=frame.index))
+            pd.Series(0, index=frame.index, dtype="Int64"), row_texts(None, frame.index))
     checks.append(("merchant_order_id", out["merchant_order_id"].isna(), "is blank"))
     checks.append(("backd_order_id", bad_id, "is not a Backd order id"))
     checks.append(("status", out["backd_status"].isna(), "is not a known status; add it to status_map"))

@@ -27,7 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .arrowtools import row_texts
+from .arrowtools import arrow_text, row_texts
 from .errors import option_hint
 
 __all__ = ["CENT", "DECIMAL_SEPARATORS", "MAX_AMOUNT", "amount_problem", "parse_amount", "to_cents"]
@@ -316,7 +316,7 @@ _FAST = {  # (pattern, characters to drop before the cast): the shapes nearly ev
 
 def _text_cents(values: pd.Series, decimal: str) -> tuple[pd.Series, pd.Series]:
     """Text amounts in pyarrow: common shapes by a fast match and cast, the rest by the full grammar (RE2)."""
-    text = pc.utf8_trim(_arrow_text(values), _SPACE_CHARS)  # the grammar's spaces only, as parse_amount trims
+    text = pc.utf8_trim(arrow_text(values), _SPACE_CHARS)  # the grammar's spaces only, as parse_amount trims
     blank = np.asarray(pc.fill_null(pc.equal(text, ""), True), dtype=bool)
     cents = np.zeros(len(values), dtype="int64")
     good = np.zeros(len(values), dtype=bool)
@@ -348,14 +348,6 @@ def _cast_cents(text: pa.Array, drop: str | None, decimal: str) -> np.ndarray:
         numbers = pc.replace_substring(numbers, ",", ".")
     exact = pc.cast(numbers, pa.decimal128(16, 2))
     return np.asarray(pc.cast(pc.multiply(exact, pa.scalar(100, pa.decimal128(3, 0))), pa.int64(), safe=False))
-
-
-def _arrow_text(values: pd.Series) -> pa.Array:
-    """One Arrow string array (never chunked: Arrow's CSV reader and multi-row-group Parquet give chunks)."""
-    if isinstance(values.dtype, pd.ArrowDtype) or getattr(values.dtype, "storage", None) == "pyarrow":
-        array = pa.array(values.array)
-        return (array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array).cast(pa.string())
-    return pa.array(values.astype("string").to_numpy(dtype=object, na_value=None), type=pa.string())
 
 
 def _grammar_cents(text: pa.Array, decimal: str) -> tuple[np.ndarray, np.ndarray]:
