@@ -313,14 +313,22 @@ def test_without_a_limit_the_client_backs_off_and_probes_back(limited_sandbox):
 
 
 def test_two_clients_sharing_a_key_split_the_limit_between_them(limited_sandbox):
-    """Each backs off on the other's traffic: together they hold the limit, and neither starves."""
+    """Each backs off on the other's traffic: together they hold the limit, and neither starves.
+
+    Measured on what Backd admitted while both were reading (the sandbox's request log, told apart by order id),
+    not on the limiters' rates at the end: the one that finishes last is alone by then, and rightly speeds up.
+    The split itself is not even (AIMD converges to fairness over many cycles, more than these few seconds);
+    over 30 runs each client's share ranged 21-79%.
+    """
     # Competing for one bucket, a request can meet several 429s in a row: a retry budget for this test, not the limiter.
     clients = [limited_sandbox.client(backoff_initial_s=0.01, max_retries=10) for _ in range(2)]
     ids = limited_sandbox.store.ids()
-    frames = {}
+    halves = [ids[150 * n:150 * (n + 1)] for n in range(2)]
+    frames, finished = {}, {}
 
     def read(n: int) -> None:
-        frames[n] = find_orders(clients[n], ids[150 * n:150 * (n + 1)], max_workers=8, progress=False)
+        frames[n] = find_orders(clients[n], halves[n], max_workers=8, progress=False)
+        finished[n] = time.monotonic()
 
     threads = [threading.Thread(target=read, args=(n,)) for n in range(2)]
     started = time.monotonic()
@@ -333,7 +341,12 @@ def test_two_clients_sharing_a_key_split_the_limit_between_them(limited_sandbox)
     assert all(frame.error.isna().all() for frame in frames.values())
     # The start-ups cost most of these; 300 reads are a few seconds, so one unlucky start-up weighs heavily.
     assert 300 / elapsed_s >= 0.4 * LIMIT_RPS and refused <= 0.2 * (300 + refused)
-    assert all(0.15 * LIMIT_RPS <= c.limiter.rate_rps <= 0.85 * LIMIT_RPS for c in clients)  # neither takes it all
+    both_until = min(finished.values())
+    admitted = [r for r in limited_sandbox.app.requests if r["status"] == 200 and r["at"] <= both_until]
+    first_half = set(halves[0])
+    share = sum(r["backd_order_id"] in first_half for r in admitted) / len(admitted)
+    assert len(admitted) / (both_until - started) >= 0.4 * LIMIT_RPS  # together they held the limit
+    assert 0.1 <= share <= 0.9, f"one client took {max(share, 1 - share):.0%} of what Backd admitted"  # neither starves
 
 
 def test_a_paced_event_that_got_nothing_through_halves_the_rate_not_floors_it():
