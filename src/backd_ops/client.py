@@ -395,9 +395,10 @@ def _make_session(settings: Settings) -> requests.Session:
     session.auth = _BasicAuth(settings.public_key, settings.secret_key)
     session.headers.update({"Accept": "application/json", "User-Agent": "backd_ops/0.1"})
     session.trust_env = False  # no proxies or netrc credentials from the machine: keys come from Settings only
-    # Connect-only retries: urllib3 resends only when no byte of the request left (read=False), so a write
-    # is never repeated here. Status retries (429/5xx) live in BackdClient._send, which knows reads from writes.
-    retry = Retry(total=None, connect=settings.max_retries, read=False, status=0, other=0, redirect=0, backoff_factor=0.1, raise_on_status=False)
+    # No retries in urllib3: every retry lives in BackdClient._send, which knows reads from writes and a refused
+    # connection (never sent) from a lost answer. Two layers would multiply: each of our attempts would make
+    # several connects, and an unreachable Backd took 25 connects and 10 s per call to report.
+    retry = Retry(total=0, read=False, redirect=0, raise_on_status=False)
     adapter = JsonApiAdapter(pool_connections=2, pool_maxsize=settings.pool_size, max_retries=retry, pool_block=True)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
