@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -241,3 +243,14 @@ def test_an_unreachable_backd_stops_the_run():
     ledger = pd.DataFrame({"merchant_order_id": ["M-1"], "backd_order_id": ["BO-1"], "status": ["paid"], "order_total": ["1.00"]})
     with pytest.raises(backd_ops.NetworkError, match="could not be reached for any of the 1 orders"):
         reconcile(ledger, client=client, progress=False)
+
+
+def test_charts_leave_the_users_matplotlib_alone():
+    """Importing backd_ops and drawing its charts neither imports pyplot nor switches the kernel's backend."""
+    code = ("import sys, pandas as pd, backd_ops\n"
+            "assert 'matplotlib' not in sys.modules, 'matplotlib imported with the package'\n"
+            "from backd_ops import report\n"
+            "png = report.bar_chart(pd.Series({'a': 1.0}), xlabel='x')\n"
+            "assert len(png) > 100 and 'matplotlib.pyplot' not in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
