@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import time
@@ -397,3 +398,31 @@ def test_a_declared_charset_is_honoured_and_an_undeclared_json_encoding_is_detec
         finally:
             client.close()
             server.close()
+
+
+@pytest.mark.parametrize(("code", "expected", "may_have_been_applied"), [
+    (404, 404, False), ("422", 422, False), (None, 400, False), ("E42", 502, True), (200, 502, True),
+])
+def test_a_200_flagged_as_an_error_maps_any_code_to_an_error_of_ours(code, expected, may_have_been_applied):
+    """A code we cannot read (not a number from 400 to 599) is an answer we cannot read: ambiguous on a write."""
+    from backd_ops.client import _parse_response
+
+    response = requests.Response()
+    response.status_code, response.url = 200, "http://127.0.0.1/v1/backd/bnpl/api/refund"
+    response._content = json.dumps({"status": {"error": True, "code": code}, "message": "no"}).encode()
+    with pytest.raises(BackdError) as info:
+        _parse_response(response, is_write=True, endpoint="refund", backd_order_id="BO-1")
+    assert info.value.status == expected and info.value.may_have_been_applied is may_have_been_applied
+
+
+def test_a_503_with_retry_after_is_waited_for_on_a_read():
+    from backd_ops._retry import retry_delay_s
+    from backd_ops.client import _parse_response
+
+    response = requests.Response()
+    response.status_code, response.url = 503, "http://127.0.0.1/v1/backd/bnpl/api/find_order/BO-1"
+    response.headers["Retry-After"] = "3"
+    response._content = b"{}"
+    with pytest.raises(ServerError) as info:
+        _parse_response(response, is_write=False, endpoint="find_order", backd_order_id="BO-1")
+    assert info.value.retry_after == 3.0 and retry_delay_s(info.value, 0) == 3.0

@@ -1,7 +1,7 @@
 """The transport adapter: requests' ``HTTPAdapter`` for one JSON API host, without per-call work that never applies.
 
 The client talks to the adapter directly (no ``Session.request``). requests' adapter still does what matters:
-urllib3's pool and connect-only retries, and the translation of urllib3 failures into requests' exceptions, which
+urllib3's pool (with no retries of its own: ``BackdClient`` retries), and the translation of urllib3 failures into requests' exceptions, which
 ``client`` classifies once. What it skips is per-call work for features the client never uses (measured in
 bench/bench_bulk.py: about a fifth of the client's CPU per call, which is what bulk runs are bound by):
 

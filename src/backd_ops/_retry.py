@@ -1,7 +1,7 @@
 """Retry policy as small pure functions: which failures to retry, and how long to wait.
 
 Reads (``find_order``) retry network errors, timeouts, 429 and 5xx. Writes retry only what provably
-never reached Backd: a refused connection (urllib3's connect retries) and 429. Anything else on a write
+never reached Backd: a failed connect (refused, or timed out while connecting) and 429. Anything else on a write
 surfaces with ``may_have_been_applied`` for the bulk layer to settle by reading the order back. The pause a 429
 imposes on every worker, and the pacing, live in ``_ratelimit``.
 """

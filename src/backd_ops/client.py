@@ -32,6 +32,7 @@ from .errors import (
     NetworkError,
     RateLimitError,
     RequestTimeout,
+    ServerError,
     error_for_status,
     redact,
 )
@@ -446,7 +447,7 @@ def _classify_transport_error(exc: requests.RequestException, *, is_write: bool,
     """Map a requests failure to our error, deciding once whether the request may have reached Backd."""
     never_sent = _never_sent(exc)
     error_cls = RequestTimeout if isinstance(exc, requests.Timeout) else NetworkError
-    reason = type(exc).__name__ + (": connection refused" if never_sent and not isinstance(exc, requests.Timeout) else "")
+    reason = type(exc).__name__ + (": could not connect" if never_sent and not isinstance(exc, requests.Timeout) else "")
     return error_cls(
         f"{reason} ({redact(_short(exc))})",
         endpoint=endpoint,
@@ -460,13 +461,32 @@ def _never_sent(exc: requests.RequestException) -> bool:
     if isinstance(exc, requests.ConnectTimeout):
         return True
     inner = exc.args[0] if exc.args else None
-    # urllib3 wraps exhausted connect retries as MaxRetryError(reason=NewConnectionError/ConnectTimeoutError).
+    # With no retries of its own, urllib3 raises a failed connect as MaxRetryError(reason=NewConnectionError or
+    # ConnectTimeoutError; the first subclasses the second); a failure after connecting is re-raised as it was.
     return isinstance(getattr(inner, "reason", None), ConnectTimeoutError)
 
 
 def _short(exc: Exception) -> str:
     text = str(exc)
     return text if len(text) <= 240 else text[:237] + "..."
+
+
+def _flagged_code(value: Any) -> int:
+    """The HTTP-like code of a 200 flagged ``status.error``: its ``code`` if that is a number from 400 to 599,
+    else 502 (an answer we cannot read: on a write, ambiguous, and settled by reading the order back).
+
+    Examples
+    --------
+    >>> _flagged_code(404), _flagged_code("422"), _flagged_code(None), _flagged_code("E42"), _flagged_code(200)
+    (404, 422, 400, 502, 502)
+    """
+    if value is None or value == "":
+        return 400
+    try:
+        code = int(str(value).strip())
+    except ValueError:
+        return 502
+    return code if 400 <= code <= 599 else 502
 
 
 def _parse_response(response: requests.Response, *, is_write: bool, endpoint: str, backd_order_id: str | None) -> dict:
@@ -479,7 +499,7 @@ def _parse_response(response: requests.Response, *, is_write: bool, endpoint: st
     flagged = isinstance(status_obj, dict) and bool(status_obj.get("error"))
     if response.ok and isinstance(envelope, dict) and not flagged:
         return envelope
-    code = response.status_code if not response.ok else int((status_obj or {}).get("code") or 400)
+    code = response.status_code if not response.ok else _flagged_code((status_obj or {}).get("code"))
     if response.ok and not isinstance(envelope, dict):
         code = 502  # a 200 we cannot read: treat as a server fault, which is ambiguous for writes
     message = (envelope or {}).get("message") if isinstance(envelope, dict) else None
@@ -492,7 +512,7 @@ def _parse_response(response: requests.Response, *, is_write: bool, endpoint: st
         "request_id": response.headers.get("X-Request-Id"),
         "body": response.text[:2000] if envelope is None else json.dumps(envelope, default=str)[:2000],
     }
-    if error_cls is RateLimitError:
+    if error_cls is RateLimitError or error_cls is ServerError:  # a 503 may say when to come back, too
         kwargs["retry_after"] = _retry.parse_retry_after_s(response.headers.get("Retry-After"))
     if error_cls is AuthenticationError:
         message = (f"{message or 'unauthorized'}: check BACKD_PUBLIC_KEY / BACKD_SECRET_KEY, and that the keys belong to "

@@ -289,7 +289,12 @@ class RateLimitError(APIError):
 
 
 class ServerError(APIError):
-    """5xx: Backd failed. On a write, the change may have been applied."""
+    """5xx: Backd failed. On a write, the change may have been applied. ``retry_after``: Backd's Retry-After
+    in seconds, if given (a 503 may say when to come back); a retried read waits that long."""
+
+    def __init__(self, message: str = "", *, retry_after: float | None = None, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
 
 
 _STATUS_TABLE: dict[int, type[APIError]] = {
