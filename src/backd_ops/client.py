@@ -32,7 +32,6 @@ from .errors import (
     NetworkError,
     RateLimitError,
     RequestTimeout,
-    ServerError,
     error_for_status,
     redact,
 )
@@ -512,8 +511,7 @@ def _parse_response(response: requests.Response, *, is_write: bool, endpoint: st
         "request_id": response.headers.get("X-Request-Id"),
         "body": response.text[:2000] if envelope is None else json.dumps(envelope, default=str)[:2000],
     }
-    if error_cls is RateLimitError or error_cls is ServerError:  # a 503 may say when to come back, too
-        kwargs["retry_after"] = _retry.parse_retry_after_s(response.headers.get("Retry-After"))
+    kwargs["retry_after"] = _retry.parse_retry_after_s(response.headers.get("Retry-After"))  # a 429's, or a 503's
     if error_cls is AuthenticationError:
         message = (f"{message or 'unauthorized'}: check BACKD_PUBLIC_KEY / BACKD_SECRET_KEY, and that the keys belong to "
                    f"this environment ({response.url.split('/v1/')[0]}); sandbox and production keys differ")

@@ -261,7 +261,12 @@ class RequestTimeout(NetworkError):
 
 
 class APIError(BackdError):
-    """Backd answered, and the answer is an error."""
+    """Backd answered, and the answer is an error; ``retry_after``: its Retry-After in seconds, if it gave one
+    (a 429 says when to try again, and so may a 503)."""
+
+    def __init__(self, message: str = "", *, retry_after: float | None = None, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
 
 
 class AuthenticationError(APIError):
@@ -283,18 +288,9 @@ class OrderStateError(APIError):
 class RateLimitError(APIError):
     """429: too many requests; ``retry_after`` is Backd's Retry-After in seconds, if given."""
 
-    def __init__(self, message: str = "", *, retry_after: float | None = None, **kwargs) -> None:
-        super().__init__(message, **kwargs)
-        self.retry_after = retry_after
-
 
 class ServerError(APIError):
-    """5xx: Backd failed. On a write, the change may have been applied. ``retry_after``: Backd's Retry-After
-    in seconds, if given (a 503 may say when to come back); a retried read waits that long."""
-
-    def __init__(self, message: str = "", *, retry_after: float | None = None, **kwargs) -> None:
-        super().__init__(message, **kwargs)
-        self.retry_after = retry_after
+    """5xx: Backd failed. On a write, the change may have been applied. A retried read waits its Retry-After."""
 
 
 _STATUS_TABLE: dict[int, type[APIError]] = {
