@@ -5,7 +5,8 @@ it. Every request (read, write, retry, read-back) first waits for its start time
 
 - ``max_rps`` set: starts are spaced ``1 / max_rps`` apart, never closer, so a run holds that rate without a 429;
 - no ``max_rps``: no spacing until Backd answers 429; then the rate drops multiplicatively and probes upward
-  again additively for as long as the limiter is what holds the workers back (AIMD, as TCP does);
+  again additively for as long as the limiter is what holds the workers back (AIMD, as TCP does), faster and
+  faster once a while past the rate that last met congestion (as TCP CUBIC does);
 - any 429 pauses every worker for its Retry-After and voids the start times already handed out.
 
 Only a request started since the last decrease can cause the next one, so a burst of workers refused at once
@@ -33,6 +34,15 @@ keeps the sawtooth's mean above 90% of it (measured in bench/bench_ratelimit.py)
 PROBE_SHARE_PER_S = 0.03
 """Additive increase: for each second the limiter holds the workers back, the rate grows by this share of the
 rate set at the last decrease (fixed until the next one: additive, not compounding)."""
+BOOST_AFTER_S = 4.0
+"""Above the rate that last met congestion, the probe's step stays as it is this long: a limit that is still
+there shows within it (a burst of 10 drains in about 4 s at a 3%-per-second probe), so the steady sawtooth and
+its rare 429s are unchanged."""
+BOOST_DOUBLING_S = 1.0
+"""After that, the step doubles for each second spent there (as TCP CUBIC probes fast past its last maximum):
+the limit has moved up, or another client on the key has gone."""
+MAX_BOOST_DOUBLINGS = 6
+"""The step grows at most 2^6 = 64-fold."""
 NEAR_CONGESTION = 0.95
 """A 429 at or above this share of the rate that last met congestion is congestion again."""
 CONGESTED_SHARE = 0.3
@@ -109,6 +119,21 @@ def probed_rps(rate_rps: float, *, step_rps_per_s: float, elapsed_s: float, ceil
     """
     grown = rate_rps + step_rps_per_s * elapsed_s
     return grown if ceiling_rps is None else min(grown, ceiling_rps)
+
+
+def probe_boost(beyond_s: float, *, after_s: float = BOOST_AFTER_S, doubling_s: float = BOOST_DOUBLING_S,
+                max_doublings: int = MAX_BOOST_DOUBLINGS) -> float:
+    """How many times the probe's step, after ``beyond_s`` seconds above the rate that last met congestion.
+
+    Near that rate the step stays small (the limit is probably there); well past it, nothing is known, so the
+    probe speeds up: a client left alone on a key it shared reclaims the limit in seconds instead of minutes.
+
+    Examples
+    --------
+    >>> probe_boost(0.0), probe_boost(4.0), probe_boost(5.0), probe_boost(7.0), probe_boost(60.0)
+    (1.0, 1.0, 2.0, 8.0, 64.0)
+    """
+    return 2.0 ** min(max(beyond_s - after_s, 0.0) / doubling_s, max_doublings)
 
 
 def sent_rps(starts: int, elapsed_s: float, *, paced_rps: float | None, binding: bool,
@@ -212,6 +237,7 @@ class RateSchedule:
         self._last_start_s = _NEVER
         self._starts = 0
         self._refused = 0
+        self._beyond_s = 0.0  # paced time above congestion_rps since the rate was last set
 
     def reserve(self, now_s: float) -> Slot:
         """The next free start time, ``now_s`` or later."""
@@ -233,8 +259,11 @@ class RateSchedule:
         self._last_start_s = max(self._last_start_s, slot.start_s)
         self.binding = slot.paced
         if slot.paced and self.rate_rps is not None:
-            self.rate_rps = probed_rps(self.rate_rps, step_rps_per_s=self.step_rps_per_s, elapsed_s=1.0 / self.rate_rps,
-                                       ceiling_rps=self.ceiling_rps)
+            interval_s = 1.0 / self.rate_rps
+            if self.congestion_rps is not None and self.rate_rps > self.congestion_rps:
+                self._beyond_s += interval_s
+            step = self.step_rps_per_s * probe_boost(self._beyond_s)
+            self.rate_rps = probed_rps(self.rate_rps, step_rps_per_s=step, elapsed_s=interval_s, ceiling_rps=self.ceiling_rps)
 
     def rate_limited(self, epoch: int, now_s: float, pause_s: float) -> bool:
         """A 429 for a request started in ``epoch``: pause everyone; True when it was a congestion event."""
@@ -251,11 +280,12 @@ class RateSchedule:
         admitted = admitted_rps(sent, starts=self._starts, refused=self._refused, elapsed_s=now_s - self._window_start_s)
         # Unpaced, the sending rate was a guess (workers starting at once): the next 429 decides afresh.
         paced = self.rate_rps is not None
-        self.congestion_rps = admitted if paced else None
         # (Almost) nothing of ours got through says nothing about the limit (another client on the key took the bucket), yet
         # 0.8 of it is the floor, from which a 3%-per-second probe takes an hour: paced, such an event halves what
         # was being sent instead, as TCP's decrease does. (Unpaced, what was sent is a burst of workers at once.)
         blind = paced and refused_share(self._starts, self._refused) >= BLIND_SHARE
+        if not blind:  # a blind event measured nothing: the last real measure (or none) stands
+            self.congestion_rps = admitted if paced else None
         self._set_rate(MAX_DECREASE_SHARE * sent if blind else decreased_rps(admitted))
         self.epoch += 1
         self._window_start_s, self._starts, self._refused = now_s, 0, 0
@@ -279,6 +309,7 @@ class RateSchedule:
             rate_rps = min(rate_rps, self.ceiling_rps)
         self.rate_rps = rate_rps
         self.step_rps_per_s = probe_step_rps_per_s(rate_rps) if rate_rps else 0.0
+        self._beyond_s = 0.0
         self._void()
 
     def _void(self) -> None:
