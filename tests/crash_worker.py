@@ -23,13 +23,16 @@ def _kill_on_nth(method_name: str, n: int) -> None:
     lock = threading.Lock()
 
     def wrapped(self, *args, **kwargs):
-        if method_name == "record_outcomes" and not list(args[-1]):
-            return original(self, *args, **kwargs)  # the batch of rows that were not planned: nothing was sent for them
+        if method_name == "record_outcomes":
+            args = (*args[:-1], list(args[-1]))
+            if not args[-1]:
+                return original(self, *args, **kwargs)  # the batch of rows that were not planned: nothing was sent for them
         with lock:
-            count["n"] += 1
+            # outcomes are written in batches: the batch that holds the n-th row is the one that never lands
+            count["n"] += len(args[-1]) if method_name == "record_outcomes" else 1
             reached = count["n"] >= n
         if method_name == "record_outcomes" and reached:
-            os.kill(os.getpid(), signal.SIGKILL)  # the write was applied; its outcome is never written
+            os.kill(os.getpid(), signal.SIGKILL)  # the writes were applied; their outcomes are never written
         result = original(self, *args, **kwargs)
         if method_name == "record_intent" and reached:
             os.kill(os.getpid(), signal.SIGKILL)  # the intent is committed; the request is never sent

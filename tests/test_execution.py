@@ -7,9 +7,11 @@ The tests named ``test_issue10_*`` reproduce the eight defects of the plans issu
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,6 +20,7 @@ import pytest
 
 import backd_ops
 from backd_ops import ApprovalError, ApprovalPolicy, ConcurrentRunError, PlanAccountError, PlanError
+from backd_ops.config import Account
 from backd_ops.journal import Journal
 from backd_ops.sandbox import FaultProfile, run_sandbox
 
@@ -162,7 +165,6 @@ def test_issue10_6_two_processes_executing_the_same_file_write_once(tmp_path):
 
 
 def _wait_for_claim(journal: Path, timeout_s: float = 60) -> None:
-    import sqlite3
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -338,6 +340,58 @@ def test_a_plan_with_two_rows_for_one_order_is_refused_even_if_rehashed(live, cl
 
 
 # -- claims -------------------------------------------------------------------------------------------------------------------
+def _intent(book: Journal, claim, row: int) -> bool:
+    return book.record_intent(claim, row, operation="refund", backd_order_id=f"BO-{row}", request={"refund_amount": "1.00"},
+                              request_key="1.00", amount="1.00", status_before="order_confirmed")
+
+
+def test_intents_from_many_threads_are_each_committed_once_and_only_while_the_claim_holds(tmp_path):
+    """Intents are group-committed: every caller returns only once its own intent is in the file (read here from a
+    second connection), and a claim lost meanwhile refuses every intent of the batch."""
+    path = tmp_path / "journal.sqlite"
+    book, account = Journal(path), Account("sandbox", "http://127.0.0.1:1/v1/backd/bnpl/api", "pk")
+    claim = book.claim("plan-1", account, run_id="run-1")
+    book.start_run(claim, operation="refund", account=account, rows=200)
+    committed_when_returned = []
+
+    def intend(row: int) -> bool:
+        held = _intent(book, claim, row)
+        with sqlite3.connect(path) as other:
+            committed_when_returned.append(other.execute("SELECT count(*) FROM actions WHERE row = ?", (row,)).fetchone()[0])
+        return held
+
+    with ThreadPoolExecutor(16) as pool:
+        assert all(pool.map(intend, range(200)))
+    assert committed_when_returned == [1] * 200
+    assert book.actions("run-1").attempts.eq(1).all() and len(book.actions("run-1")) == 200
+    assert _intent(book, claim, 0) and book.actions("run-1").attempts[0] == 2  # a later attempt of the same row
+    book.release(claim)
+    with ThreadPoolExecutor(8) as pool:
+        assert not any(pool.map(lambda row: _intent(book, claim, row), range(200, 240)))
+    assert len(book.actions("run-1")) == 200
+
+
+def test_a_failed_intent_commit_reaches_every_caller_of_its_batch(tmp_path, monkeypatch):
+    book, account = Journal(tmp_path / "journal.sqlite"), Account("sandbox", "http://127.0.0.1:1/v1/backd/bnpl/api", "pk")
+    claim = book.claim("plan-1", account, run_id="run-1")
+
+    def disk_full(batch):
+        time.sleep(0.05)  # the other callers queue up behind this one and are written (and fail) as one batch
+        raise OSError(f"disk full ({len(batch)} intents)")
+
+    def intend(row: int) -> BaseException | bool:
+        try:
+            return _intent(book, claim, row)
+        except OSError as exc:
+            return exc
+
+    monkeypatch.setattr(book._intents, "_write", disk_full)
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(intend, range(8)))
+    assert all(isinstance(o, OSError) for o in outcomes), outcomes
+    assert any("(1 intents)" not in str(o) for o in outcomes)  # some failed as part of a batch, not alone
+
+
 def test_a_second_executor_of_the_same_plan_is_refused_naming_the_holder(live, client, journal):
     plan = backd_ops.refund_orders(client, refunds(confirmed(live, 2)), progress=False)
     book = Journal(journal)
@@ -389,7 +443,6 @@ def test_undo_declines_what_the_run_created_while_it_is_unlocked_and_unchanged(l
 def test_a_write_waiting_for_its_rate_limit_slot_is_not_sent_once_the_run_lost_its_claim(live, client, journal):
     """The claim is checked when a write leaves, not only when its intent is recorded: a run interrupted (or taken
     over) while its writes queue behind the limiter sends none of them, and a re-run then writes each order once."""
-    import sqlite3
     import threading
 
     chosen = confirmed(live, 6)
