@@ -194,7 +194,8 @@ def test_uncertain_prior_intent_is_settled_by_reading_back(live, live_client, jo
     claim = journal.claim(plan.backd.plan_id, live_client.account)
     journal.start_run(claim, operation="refund", account=live_client.account, rows=len(plan))
     first = frame.iloc[0]
-    journal.record_intent(claim, 0, operation="refund", backd_order_id=first.backd_order_id, amount="1.01",
+    journal.lease(claim, [first.backd_order_id])
+    assert journal.record_intent(claim, 0, operation="refund", backd_order_id=first.backd_order_id, amount="1.01",
                           request={}, request_key=request_key(OPERATIONS["refund"], {**first.to_dict(), "refund_amount": Decimal("1.01")}),
                           status_before="order_confirmed")
     live.script_faults("refund", ["drop_after_apply"])

@@ -10,6 +10,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -352,6 +353,7 @@ def test_intents_from_many_threads_are_each_committed_once_and_only_while_the_cl
     book, account = Journal(path), Account("sandbox", "http://127.0.0.1:1/v1/backd/bnpl/api", "pk")
     claim = book.claim("plan-1", account, run_id="run-1")
     book.start_run(claim, operation="refund", account=account, rows=200)
+    book.lease(claim, [f"BO-{row}" for row in range(240)])
     committed_when_returned = []
 
     def intend(row: int) -> bool:
@@ -425,7 +427,76 @@ def test_two_plans_never_write_one_order_at_once(live, client, journal):
     assert live.write_requests() == []
 
 
+# -- outcomes in the journal -------------------------------------------------------------------------------------------------
+def test_a_finished_rows_outcome_and_lease_are_written_while_another_row_still_settles(live, client, journal):
+    """Outcomes are batched, but on a timer: a done row is not left in doubt (nor its order held) for as long as
+    another row takes to settle."""
+    plan = backd_ops.refund_orders(client, refunds(confirmed(live, 2)), progress=False)
+    live.script_faults("refund", ["reset_before"])  # one refund is not applied: its row reads back for the window
+    results = {}
+    runner = threading.Thread(target=lambda: results.update(result=backd_ops.execute_plan(
+        client, plan, journal=journal, progress=False, settle_window_s=4, max_workers=2)))
+    runner.start()
+    time.sleep(2)
+    with sqlite3.connect(journal) as db:
+        outcomes = db.execute("SELECT outcome FROM actions ORDER BY outcome").fetchall()
+        leases = db.execute("SELECT count(*) FROM leases").fetchone()[0]
+    runner.join(30)
+    assert outcomes == [(None,), ("done",)] and leases == 1  # the settling row's intent is still in doubt
+    assert results["result"].outcome.tolist() == ["done", "done"]
+
+
+def test_a_journal_that_fails_to_record_outcomes_loses_neither_them_nor_the_results(live, client, journal, monkeypatch, caplog):
+    original, calls = Journal.record_outcomes, {"n": 0}
+
+    def locked_once(self, claim, operation, rows):
+        rows = list(rows)
+        if rows and calls["n"] == 0:
+            calls["n"] += 1
+            raise sqlite3.OperationalError("database is locked")
+        return original(self, claim, operation, rows)
+
+    monkeypatch.setattr(Journal, "record_outcomes", locked_once)
+    plan = backd_ops.refund_orders(client, refunds(confirmed(live, 20)), progress=False)
+    result = backd_ops.execute_plan(client, plan, journal=journal, progress=False)
+    assert calls["n"] == 1 and result.outcome.eq("done").all()
+    assert Journal(journal).actions().outcome.eq("done").sum() == 20  # the failed batch was written later
+
+    def always_locked(self, claim, operation, rows):
+        if list(rows):
+            raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(Journal, "record_outcomes", always_locked)
+    plan = backd_ops.refund_orders(client, refunds(confirmed(live, 3)), progress=False)
+    result = backd_ops.execute_plan(client, plan, journal=journal, progress=False)
+    assert result.outcome.eq("done").all()  # the money moved: the analyst still gets the results
+    assert "the returned results are the only record" in caplog.text
+    again = backd_ops.execute_plan(client, plan, journal=journal, progress=False, settle_window_s=0.5)
+    assert again.outcome.eq("already_done").all() and again.message.str.contains("done by run").all()
+
+
 # -- undo -----------------------------------------------------------------------------------------------------------------------
+def test_undo_includes_refunds_a_killed_run_sent_but_never_recorded(live, client, journal, monkeypatch):
+    """A kill between the writes and their (batched) outcomes leaves the rows in doubt: undo reads them back; and
+    the plan run again after that undo does not refund the orders again."""
+    chosen = confirmed(live, 3)
+    plan = backd_ops.refund_orders(client, refunds(chosen), progress=False)
+    with monkeypatch.context() as patched:  # as if the process died before any outcome was written
+        patched.setattr(Journal, "record_outcomes", lambda self, claim, operation, rows: None)
+        killed = backd_ops.execute_plan(client, plan, journal=journal, progress=False)
+    killed_run = killed.run_id.iloc[0]
+    assert Journal(journal).actions(killed_run).outcome.isna().all()
+    client.refund(chosen[2]["backd_order_id"], chosen[2]["merchant_order_id"], "7.00")  # changed since: not ours to undo
+    undo = backd_ops.undo_run(client, killed_run, journal=journal, progress=False)
+    assert undo.outcome.tolist() == ["planned", "planned", "invalid"]
+    assert undo.message.str.contains("never recorded how its refund ended").all()
+    assert backd_ops.execute_plan(client, undo, journal=journal, progress=False).outcome.tolist() == ["done", "done", "invalid"]
+    resumed = backd_ops.execute_plan(client, plan, journal=journal, progress=False, settle_window_s=0.5)
+    assert resumed.outcome.tolist() == ["drifted"] * 3
+    assert "did delete_refund on this order since" in resumed.message[0]
+    assert dict(live.writes_per_order("refund")) == {o["backd_order_id"]: 1 + (o is chosen[2]) for o in chosen}
+
+
 def test_undo_declines_what_the_run_created_while_it_is_unlocked_and_unchanged(live, client, journal):
     chosen = confirmed(live, 3)
     done = backd_ops.refund_orders(client, refunds(chosen), execute=True, journal=journal, progress=False)
@@ -440,10 +511,10 @@ def test_undo_declines_what_the_run_created_while_it_is_unlocked_and_unchanged(l
     assert refund_history(live, chosen[2]["backd_order_id"]) == [("5.00", "declined"), ("7.00", "draft")]
 
 
-def test_a_write_waiting_for_its_rate_limit_slot_is_not_sent_once_the_run_lost_its_claim(live, client, journal):
+@pytest.mark.parametrize("taken", ["plan", "orders"])
+def test_a_write_waiting_for_its_rate_limit_slot_is_not_sent_once_the_run_lost_its_claim(live, client, journal, taken):
     """The claim is checked when a write leaves, not only when its intent is recorded: a run interrupted (or taken
     over) while its writes queue behind the limiter sends none of them, and a re-run then writes each order once."""
-    import threading
 
     chosen = confirmed(live, 6)
     plan = backd_ops.refund_orders(client, refunds(chosen), progress=False)
@@ -454,16 +525,18 @@ def test_a_write_waiting_for_its_rate_limit_slot_is_not_sent_once_the_run_lost_i
     deadline = time.monotonic() + 30
     while not live.writes_per_order("refund") and time.monotonic() < deadline:
         time.sleep(0.01)
-    with sqlite3.connect(journal) as db:  # another executor takes the plan over, as after a stale heartbeat
-        db.execute("UPDATE claims SET token = 'another-run'")
+    with sqlite3.connect(journal) as db:  # another executor takes over, as after a stale heartbeat: this plan, or
+        # (a run of another plan on the same orders) the orders' leases, while this run still holds its plan
+        db.execute("UPDATE claims SET token = 'another-run'" if taken == "plan" else "UPDATE leases SET token = 'another-run'")
     runner.join(60)
     first = results["first"]
     sent = dict(live.writes_per_order("refund"))
     assert 1 <= len(sent) < 6 and set(sent.values()) == {1}
     withheld = first[first.outcome == "failed"]
-    assert len(withheld) == 6 - len(sent) and withheld.message.str.contains("lost its claim").all()
+    assert len(withheld) == 6 - len(sent) and withheld.message.str.contains("lost its hold on the plan").all()
     with sqlite3.connect(journal) as db:
         db.execute("DELETE FROM claims")
+        db.execute("DELETE FROM leases")
     again = backd_ops.execute_plan(client, plan, journal=journal, progress=False)
     assert sorted(again.outcome) == sorted(["already_done"] * len(sent) + ["done"] * (6 - len(sent)))
     assert dict(live.writes_per_order("refund")) == {o["backd_order_id"]: 1 for o in chosen}

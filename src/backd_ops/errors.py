@@ -245,7 +245,7 @@ class ConcurrentRunError(BackdError):
 
 
 class WriteWithheldError(BackdError):
-    """A write was not sent: its send guard said no just before it would have left (the run lost its claim)."""
+    """A write was not sent: its send guard said no just before it would have left (the run lost its claim on the plan or its hold on the order)."""
 
 
 class FindingsError(BackdError):

@@ -17,6 +17,8 @@ Every row ends with exactly one outcome in the result and the journal.
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -63,6 +65,8 @@ from .reads import concurrently, read_order
 
 __all__ = ["check_partial", "execute_plan", "guard_production"]
 
+log = logging.getLogger(__name__)
+
 DONE, UNCERTAIN = "done", "uncertain"
 MAX_SENDS = 5
 """Sends per row: the first, plus resends only after a read-back proved the write absent."""
@@ -71,7 +75,7 @@ SETTLE_READS = 3
 ANSWERED_SETTLE_S = 1.0
 """After an error Backd answered (a 500, say), nothing is still in flight: read back for this long, not the window."""
 OUTCOME_BATCH_ROWS, OUTCOME_BATCH_S = 64, 0.25
-"""Outcomes are committed to the journal every this many rows or seconds, whichever comes first."""
+"""Outcomes are committed to the journal when this many rows are waiting, and every this many seconds."""
 Clock = Callable[[], datetime]
 
 
@@ -103,12 +107,12 @@ def execute_plan(client: BackdClient, plan: pd.DataFrame, *, approved_by: str | 
         record_plan(plan, info, book, approvals=approvals)
         claim = book.claim(info.plan_id, info.account)
         try:
-            with _Heartbeat(book, claim), client.limited(max_rps):
+            with _Every(HEARTBEAT_S, lambda: book.heartbeat(claim), "backd-claim-heartbeat"), client.limited(max_rps):
                 run = _Run(client, info, book, claim, clock=_clock(now), settle_window_s=settle_window(client, settle_window_s))
                 results = run.execute(plan, approved_by=", ".join(a.approved_by for a in approvals) or None,
                                       max_workers=max_workers, progress=progress)
         finally:
-            book.release(claim)
+            _keep_trying(lambda: book.release(claim), "release its claim on the plan (it goes stale in a minute)")
     finally:
         if book is not journal:  # we opened it, we close it; a caller's Journal stays open
             book.close()
@@ -206,14 +210,15 @@ def _clock(now: datetime | Clock | None) -> Clock:
     return lambda: fixed
 
 
-class _Heartbeat:
-    """Keeps the claim fresh while the run lasts, so no one takes over a live run."""
+class _Every:
+    """Calls ``fn`` every ``seconds`` on a daemon thread while the ``with`` block lasts (a claim's heartbeat,
+    the flush of buffered outcomes)."""
 
-    def __init__(self, journal: Journal, claim: Claim) -> None:
-        self._journal, self._claim, self._stop = journal, claim, threading.Event()
-        self._thread = threading.Thread(target=self._beat, daemon=True, name="backd-claim-heartbeat")
+    def __init__(self, seconds: float, fn: Callable[[], None], name: str) -> None:
+        self._seconds, self._fn, self._stop = seconds, fn, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name=name)
 
-    def __enter__(self) -> _Heartbeat:
+    def __enter__(self) -> _Every:
         self._thread.start()
         return self
 
@@ -221,9 +226,9 @@ class _Heartbeat:
         self._stop.set()
         self._thread.join(timeout=5)
 
-    def _beat(self) -> None:
-        while not self._stop.wait(HEARTBEAT_S):
-            self._journal.heartbeat(self._claim)
+    def _run(self) -> None:
+        while not self._stop.wait(self._seconds):
+            self._fn()
 
 
 # -- the run ---------------------------------------------------------------------------------------------------------------
@@ -273,14 +278,16 @@ class _Run:
         self.held = self.journal.lease(self.claim, ids)  # one transaction for the run's orders, not one per row
         self.evidence = self.journal.evidence(self.info.account, None, ids)  # every operation: any may be in flight
         try:
-            written = concurrently(lambda i: self._execute_row(rows[i]), todo, max_workers=max_workers, progress=progress,
-                                   desc=self.op.name)
+            with _Every(OUTCOME_BATCH_S, self.outcomes.flush, "backd-outcomes"):
+                written = concurrently(lambda i: self._execute_row(rows[i]), todo, max_workers=max_workers, progress=progress,
+                                       desc=self.op.name)
         finally:
-            self.outcomes.flush()
+            self.outcomes.flush(final=True)
         for i, result in zip(todo, written):
             results[i] = result if isinstance(result, Verdict) else Verdict(UNCERTAIN, f"internal error: {result!r}; run the plan again to settle it")
         final = [r for r in results if r is not None]
-        self.journal.finish_run(self.claim.run_id, pd.Series([r.outcome for r in final], dtype=object).value_counts().to_dict())
+        counts = pd.Series([r.outcome for r in final], dtype=object).value_counts().to_dict()
+        _keep_trying(lambda: self.journal.finish_run(self.claim.run_id, counts), f"mark run {self.claim.run_id} finished")
         return final
 
     def _record(self, row: PlannedRow, verdict: Verdict) -> dict[str, Any]:
@@ -344,6 +351,11 @@ class _Run:
         if did is not None:
             return self._result(row, DRIFTED, f"not sent: run {did.run_id} did this, but Backd no longer shows it "
                                 f"({describe_drift(row.verdict.state, OrderState.of(order)) or 'it was undone'})", order=order)
+        acted = _acted_since_doubt(evidence, on_order)
+        if acted is not None:  # e.g. an undo of a killed run: its write landed and was declined, so it shows as absent
+            doubt, since = acted
+            return self._result(row, DRIFTED, f"not sent: run {doubt.run_id} sent this and never recorded how it ended, and "
+                                f"run {since.run_id} did {since.operation} on this order since: make a new plan", order=order)
         # Any write of ours on this order that may still be landing (another request, operation or plan, a killed
         # run's) is waited out first: the read above may be from before it lands.
         doubt = max((e.intent_at for e in on_order if e.in_doubt and e.intent_at is not None), default=None)
@@ -384,8 +396,9 @@ class _Run:
             with self.client.send_guard(intend):
                 after = getattr(self.client, self.op.endpoint)(**request)
         except WriteWithheldError:
-            return self._result(row, FAILED, "not sent: this run lost its claim on the plan before the write left (interrupted, "
-                                f"or stalled longer than {CLAIM_LEASE_S:.0f} s and taken over); run the plan again to settle it", order=order)
+            return self._result(row, FAILED, "not sent: this run lost its hold on the plan or on this order before the write "
+                                f"left (interrupted, or stalled longer than {CLAIM_LEASE_S:.0f} s and taken over by another run); "
+                                "run the plan again to settle it", order=order)
         except BackdError as error:
             if not error.may_have_been_applied:
                 return self._result(row, FAILED, f"Backd refused it: {type(error).__name__}: {error.message}", order=order)
@@ -436,26 +449,68 @@ class _Outcomes:
     """Rows' outcomes, written to the journal a batch at a time (one transaction per batch, not one per row).
 
     Sixteen workers committing a row each contend for one lock and one GIL; batching takes that off every row.
-    A kill loses at most the last batch: those rows' intents stay in doubt, so the next run reads them back first.
+    A batch is written when it is full, every ``OUTCOME_BATCH_S`` (the run's timer) and at the end. A kill
+    loses at most that much: those rows' intents stay in doubt, and the next run reads them back first. A write
+    that fails (a locked or full disk) keeps its batch for the next one.
     """
 
     def __init__(self, journal: Journal, claim: Claim, operation: str) -> None:
         self._journal, self._claim, self._operation = journal, claim, operation
         self._pending: list[dict[str, Any]] = []
         self._lock = threading.Lock()
-        self._since = time.monotonic()
 
     def add(self, record: dict[str, Any]) -> None:
         with self._lock:
             self._pending.append(record)
-            if len(self._pending) < OUTCOME_BATCH_ROWS and time.monotonic() - self._since < OUTCOME_BATCH_S:
-                return
-        self.flush()
+            full = len(self._pending) >= OUTCOME_BATCH_ROWS
+        if full:
+            self.flush()
 
-    def flush(self) -> None:
+    def flush(self, *, final: bool = False) -> None:
+        """Write what is pending; at the end (``final``) keep trying, then warn rather than lose the run's results."""
+        if final:
+            _keep_trying(lambda: self._write(raise_errors=True), "record the outcomes of finished rows")
+        else:
+            self._write(raise_errors=False)
+
+    def _write(self, *, raise_errors: bool) -> None:
         with self._lock:
-            batch, self._pending, self._since = self._pending, [], time.monotonic()
-        self._journal.record_outcomes(self._claim, self._operation, batch)
+            batch, self._pending = self._pending, []
+        if not batch:
+            return
+        try:
+            self._journal.record_outcomes(self._claim, self._operation, batch)
+        except (sqlite3.Error, OSError) as exc:
+            with self._lock:
+                self._pending[:0] = batch
+            if raise_errors:
+                raise
+            log.warning("the journal could not record %d outcomes yet (%s); trying again", len(batch), exc)
+
+
+def _keep_trying(write: Callable[[], None], what: str, *, attempts: int = 3) -> None:
+    """Journal bookkeeping after the writes were made: retried, and if the journal stays unwritable, a warning
+    rather than an exception (the caller still gets the results; the next run reads these orders back first)."""
+    for attempt in range(attempts):
+        try:
+            write()
+            return
+        except (sqlite3.Error, OSError) as exc:
+            if attempt == attempts - 1:
+                log.warning("the journal could not %s (%s): the returned results are the only record of them; "
+                            "the next run of this plan reads these orders back before any write", what, exc)
+                return
+            time.sleep(0.2 * 4 ** attempt)
+
+
+def _acted_since_doubt(evidence: list[Evidence], on_order: list[Evidence]) -> tuple[Evidence, Evidence] | None:
+    """This request's latest in-doubt send, and a later action on the order (another request) that was carried
+    out: the order changed after the write that may have landed, so "absent now" no longer proves it never did."""
+    doubts = [e for e in evidence if e.in_doubt]
+    if not doubts:
+        return None
+    later = [e for e in on_order[on_order.index(doubts[-1]) + 1:] if e.is_done and e not in evidence]
+    return (doubts[-1], later[-1]) if later else None
 
 
 def _replaced(operation: str, order: Order) -> str | None:

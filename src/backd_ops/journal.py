@@ -132,6 +132,8 @@ class Journal:
     >>> claim = j.claim("plan-1", account, run_id="run-1")
     >>> j.start_run(claim, operation="refund", account=account, rows=1)
     'run-1'
+    >>> j.lease(claim, ["BO-1"])        # no other run holds the order
+    {}
     >>> j.record_intent(claim, 0, operation="refund", backd_order_id="BO-1", request={"refund_amount": "5.00"},
     ...                 request_key="5.00", amount="5.00", status_before="order_confirmed")
     True
@@ -282,15 +284,17 @@ class Journal:
         an undo cannot bring back)."""
         values = (claim.run_id, row, claim.plan_id, claim.account, operation, row_label, backd_order_id, request_key, amount,
                   json.dumps(request, default=str), status_before, replaced_amount)
-        return self._intents.commit(claim, values)
+        return self._intents.commit(_Intent(claim, backd_order_id, values))
 
     def _commit_intents(self, batch: list[_Intent]) -> None:
-        """One transaction for a batch of intents: each is written only if its claim still holds (``held``)."""
+        """One transaction for a batch of intents: each is written only while its run still holds the plan and the
+        order (``held``). A run stalled past its lease may have lost either to another run, which may be writing
+        the same orders now."""
         with self._transaction():
             stamp = now_iso()  # inside the write lock, just before the sends it allows
             holding = {claim: self._holds(claim) for claim in {i.claim for i in batch}}
             for intent in batch:
-                intent.held = holding[intent.claim]
+                intent.held = holding[intent.claim] and self._holds_order(intent.claim, intent.backd_order_id)
             self._db.executemany(
                 "INSERT INTO actions (run_id, row, plan_id, account, operation, row_label, backd_order_id, request_key, amount,"
                 " request, status_before, replaced_amount, intent_at, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)"
@@ -298,6 +302,12 @@ class Journal:
                 " outcome = NULL, message = NULL",
                 [(*i.values, stamp) for i in batch if i.held],
             )
+
+    def _holds_order(self, claim: Claim, backd_order_id: str | None) -> bool:
+        if not backd_order_id:
+            return True  # no order yet (create_order): nothing another run could hold
+        return self._db.execute("SELECT 1 FROM leases WHERE account = ? AND backd_order_id = ? AND token = ?",
+                                (claim.account, backd_order_id, claim.token)).fetchone() is not None
 
     def _holds(self, claim: Claim) -> bool:
         return self._db.execute("SELECT 1 FROM claims WHERE plan_id = ? AND account = ? AND token = ?",
@@ -404,7 +414,8 @@ class Journal:
 @dataclass(eq=False)
 class _Intent:
     claim: Claim
-    values: tuple
+    backd_order_id: str
+    values: tuple  # the actions row, as record_intent lays it out
     held: bool = False
     done: bool = False
     error: BaseException | None = None
@@ -424,9 +435,8 @@ class _GroupCommit:
         self._queue_lock = threading.Lock()
         self._commit_lock = threading.Lock()
 
-    def commit(self, claim: Claim, values: tuple) -> bool:
-        """Block until this intent is committed (or refused); True if its claim still held."""
-        intent = _Intent(claim, values)
+    def commit(self, intent: _Intent) -> bool:
+        """Block until this intent is committed (or refused); True if its run still held the plan and the order."""
         with self._queue_lock:
             self._queue.append(intent)
         with self._commit_lock:

@@ -8,6 +8,7 @@ re-checked for drift, journaled. Refunds that cannot be undone any more are list
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -42,19 +43,20 @@ def undo_run(client: BackdClient, run_id: str, *, journal: Journal | str | Path 
     if book is None:
         raise InputError(f"no journal at {journal or 'the default path'}: nothing to undo")
     try:
-        rows, amounts = _created_refunds(book, client, run_id)
+        rows, created = _created_refunds(book, client, run_id)
     finally:
         if book is not journal:
             book.close()
     batch = fetch_orders(client, [r.backd_order_id for r in rows], max_workers=max_workers, progress=progress)
     moment = (now or datetime.now(CHICAGO)).astimezone(CHICAGO)
-    verdicts = [_undo_verdict(row, batch.orders.get(row.backd_order_id), amounts[row.position], run_id, moment) for row in rows]
+    verdicts = [_undo_verdict(row, batch.orders.get(row.backd_order_id), created[row.position], run_id, moment) for row in rows]
     info = new_info(client, "delete_refund", moment, source=f"undo of run {run_id}", undo_of=run_id)
     return build_plan(OPERATIONS["delete_refund"], rows, verdicts, info)
 
 
-def _created_refunds(book: Journal, client: BackdClient, run_id: str) -> tuple[list[RowInput], dict[int, Decimal]]:
-    """The rows of ``run_id`` that created a refund, as delete_refund inputs, and the amount each set."""
+def _created_refunds(book: Journal, client: BackdClient, run_id: str) -> tuple[list[RowInput], dict[int, _Created]]:
+    """The rows of ``run_id`` that created a refund (or may have: sent, with no recorded result), as delete_refund
+    inputs, and what each set."""
     run = book.run(run_id)
     if run is None:
         raise InputError(f"no run {run_id!r} in the journal {book.path}")
@@ -64,14 +66,38 @@ def _created_refunds(book: Journal, client: BackdClient, run_id: str) -> tuple[l
     if run["operation"] != "refund":
         raise InputError(f"run {run_id} was a {run['operation']} run; only refunds can be undone (before their 17:00 lock)")
     actions = book.actions(run_id)
-    created = actions[actions["outcome"] == "done"]
-    rows, amounts = [], {}
-    for position, action in enumerate(created.itertuples()):
+    # Sent with no recorded result (a kill before its outcome was written, or uncertain): Backd's read decides.
+    in_doubt = actions["intent_at"].notna() & (actions["outcome"].isna() | actions["outcome"].eq("uncertain"))
+    sent = actions[actions["outcome"].eq("done") | in_doubt]
+    later = _later_refunds(book, client, run_id, sent)
+    rows, created = [], {}
+    for position, action in enumerate(sent.itertuples()):
         request = json.loads(action.request or "{}")
         values = {"backd_order_id": action.backd_order_id, "merchant_order_id": request.get("merchant_order_id")}
         rows.append(RowInput(position, _label(action.row_label), values))
-        amounts[position] = (Decimal(action.amount), _decimal(getattr(action, "replaced_amount", None)))
-    return rows, amounts
+        created[position] = _Created(Decimal(action.amount), _decimal(getattr(action, "replaced_amount", None)),
+                                     in_doubt=action.outcome != "done", refunded_again_by=later.get(action.backd_order_id))
+    return rows, created
+
+
+@dataclass(frozen=True)
+class _Created:
+    amount: Decimal
+    replaced: Decimal | None
+    in_doubt: bool  # the run sent it but never recorded how it ended
+    refunded_again_by: str | None  # a later run that refunded the order (then the active request is that run's)
+
+
+def _later_refunds(book: Journal, client: BackdClient, run_id: str, sent: pd.DataFrame) -> dict[str, str]:
+    """Per order of an in-doubt row: a later run whose refund on it is recorded done."""
+    doubtful = sent.loc[sent["outcome"] != "done", "backd_order_id"].tolist()
+    later: dict[str, str] = {}
+    for order_id, actions in book.evidence(client.account, "refund", doubtful).items():
+        mine = [e for e in actions if e.run_id == run_id]
+        after = [e for e in actions[actions.index(mine[-1]) + 1:] if e.outcome == "done"] if mine else []
+        if after:
+            later[order_id] = after[-1].run_id
+    return later
 
 
 def _decimal(text: str | None) -> Decimal | None:
@@ -82,13 +108,17 @@ def _label(text: str | None) -> object:
     return int(text) if text is not None and text.lstrip("-").isdigit() else text
 
 
-def _undo_verdict(row: RowInput, read: Order | Exception | None, amounts: tuple[Decimal, Decimal | None], run_id: str,
-                  now: datetime) -> Verdict:
+def _undo_verdict(row: RowInput, read: Order | Exception | None, created: _Created, run_id: str, now: datetime) -> Verdict:
     if not isinstance(read, Order):
         return Verdict(INVALID, f"row {row.label}: could not read the order ({read}); not undone", "backd_order_id")
-    amount, replaced = amounts
-    verdict = plan_undo_refund(row.values, read, now, row.label, amount_set=amount, set_by=run_id)
+    if created.refunded_again_by is not None:
+        return Verdict(INVALID, f"row {row.label}: run {run_id} never recorded how its refund ended, and run "
+                       f"{created.refunded_again_by} refunded this order since: undo that run instead", "backd_order_id")
+    verdict = plan_undo_refund(row.values, read, now, row.label, amount_set=created.amount, set_by=run_id)
     message = verdict.message
-    if verdict.outcome == PLANNED and replaced is not None:
-        message += f"; the {format_money(replaced)} request it replaced stays declined (refund it again if it should stand)"
+    if created.in_doubt:
+        message += (" (the run never recorded how its refund ended; Backd shows it landed)" if verdict.outcome == PLANNED
+                    else " (the run never recorded how its refund ended: it may never have landed)")
+    if verdict.outcome == PLANNED and created.replaced is not None:
+        message += f"; the {format_money(created.replaced)} request it replaced stays declined (refund it again if it should stand)"
     return Verdict(verdict.outcome, message, verdict.column, verdict.amount, verdict.locked_at, OrderState.of(read))
