@@ -515,7 +515,6 @@ def test_undo_declines_what_the_run_created_while_it_is_unlocked_and_unchanged(l
 def test_a_write_waiting_for_its_rate_limit_slot_is_not_sent_once_the_run_lost_its_claim(live, client, journal, taken):
     """The claim is checked when a write leaves, not only when its intent is recorded: a run interrupted (or taken
     over) while its writes queue behind the limiter sends none of them, and a re-run then writes each order once."""
-
     chosen = confirmed(live, 6)
     plan = backd_ops.refund_orders(client, refunds(chosen), progress=False)
     results = {}
