@@ -476,9 +476,11 @@ def test_a_journal_that_fails_to_record_outcomes_loses_neither_them_nor_the_resu
 
 
 # -- undo -----------------------------------------------------------------------------------------------------------------------
-def test_undo_includes_refunds_a_killed_run_sent_but_never_recorded(live, client, journal, monkeypatch):
-    """A kill between the writes and their (batched) outcomes leaves the rows in doubt: undo reads them back; and
-    the plan run again after that undo does not refund the orders again."""
+def test_undo_lists_refunds_a_killed_run_sent_but_never_recorded_and_a_resume_after_declining_them_sends_nothing(
+        live, client, journal, monkeypatch):
+    """A kill between the writes and their (batched) outcomes leaves the rows in doubt. Undo lists them with what
+    Backd shows but declines none (Backd has no request ids: a refund of the same amount may be anyone's); once the
+    analyst declines them (journaled, even if that run is killed too), running the plan again sends nothing."""
     chosen = confirmed(live, 3)
     plan = backd_ops.refund_orders(client, refunds(chosen), progress=False)
     with monkeypatch.context() as patched:  # as if the process died before any outcome was written
@@ -486,15 +488,17 @@ def test_undo_includes_refunds_a_killed_run_sent_but_never_recorded(live, client
         killed = backd_ops.execute_plan(client, plan, journal=journal, progress=False)
     killed_run = killed.run_id.iloc[0]
     assert Journal(journal).actions(killed_run).outcome.isna().all()
-    client.refund(chosen[2]["backd_order_id"], chosen[2]["merchant_order_id"], "7.00")  # changed since: not ours to undo
     undo = backd_ops.undo_run(client, killed_run, journal=journal, progress=False)
-    assert undo.outcome.tolist() == ["planned", "planned", "invalid"]
-    assert undo.message.str.contains("never recorded how its refund ended").all()
-    assert backd_ops.execute_plan(client, undo, journal=journal, progress=False).outcome.tolist() == ["done", "done", "invalid"]
+    assert undo.outcome.tolist() == ["invalid"] * 3
+    assert undo.message.str.contains("never recorded how it ended; Backd shows an active draft request of \\$5.00").all()
+    declines = refunds(chosen[:2]).drop(columns="refund_amount")
+    with monkeypatch.context() as patched:  # the declines land, and are left in doubt too: still a write of ours since
+        patched.setattr(Journal, "record_outcomes", lambda self, claim, operation, rows: None)
+        assert backd_ops.delete_refunds(client, declines, execute=True, journal=journal, progress=False).outcome.eq("done").all()
     resumed = backd_ops.execute_plan(client, plan, journal=journal, progress=False, settle_window_s=0.5)
-    assert resumed.outcome.tolist() == ["drifted"] * 3
-    assert "did delete_refund on this order since" in resumed.message[0]
-    assert dict(live.writes_per_order("refund")) == {o["backd_order_id"]: 1 + (o is chosen[2]) for o in chosen}
+    assert resumed.outcome.tolist() == ["drifted", "drifted", "already_done"]
+    assert "sent delete_refund on this order since" in resumed.message[0]
+    assert dict(live.writes_per_order("refund")) == {o["backd_order_id"]: 1 for o in chosen}
 
 
 def test_undo_declines_what_the_run_created_while_it_is_unlocked_and_unchanged(live, client, journal):

@@ -355,7 +355,7 @@ class _Run:
         if acted is not None:  # e.g. an undo of a killed run: its write landed and was declined, so it shows as absent
             doubt, since = acted
             return self._result(row, DRIFTED, f"not sent: run {doubt.run_id} sent this and never recorded how it ended, and "
-                                f"run {since.run_id} did {since.operation} on this order since: make a new plan", order=order)
+                                f"run {since.run_id} sent {since.operation} on this order since: make a new plan", order=order)
         # Any write of ours on this order that may still be landing (another request, operation or plan, a killed
         # run's) is waited out first: the read above may be from before it lands.
         doubt = max((e.intent_at for e in on_order if e.in_doubt and e.intent_at is not None), default=None)
@@ -457,7 +457,8 @@ class _Outcomes:
     def __init__(self, journal: Journal, claim: Claim, operation: str) -> None:
         self._journal, self._claim, self._operation = journal, claim, operation
         self._pending: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the pending list
+        self._writing = threading.Lock()  # one write at a time: the final flush waits for the timer's, and sees its put-back
 
     def add(self, record: dict[str, Any]) -> None:
         with self._lock:
@@ -474,18 +475,19 @@ class _Outcomes:
             self._write(raise_errors=False)
 
     def _write(self, *, raise_errors: bool) -> None:
-        with self._lock:
-            batch, self._pending = self._pending, []
-        if not batch:
-            return
-        try:
-            self._journal.record_outcomes(self._claim, self._operation, batch)
-        except (sqlite3.Error, OSError) as exc:
+        with self._writing:
             with self._lock:
-                self._pending[:0] = batch
-            if raise_errors:
-                raise
-            log.warning("the journal could not record %d outcomes yet (%s); trying again", len(batch), exc)
+                batch, self._pending = self._pending, []
+            if not batch:
+                return
+            try:
+                self._journal.record_outcomes(self._claim, self._operation, batch)
+            except (sqlite3.Error, OSError) as exc:
+                with self._lock:
+                    self._pending[:0] = batch
+                if raise_errors:
+                    raise
+                log.warning("the journal could not record %d outcomes yet (%s); trying again", len(batch), exc)
 
 
 def _keep_trying(write: Callable[[], None], what: str, *, attempts: int = 3) -> None:
@@ -504,12 +506,12 @@ def _keep_trying(write: Callable[[], None], what: str, *, attempts: int = 3) -> 
 
 
 def _acted_since_doubt(evidence: list[Evidence], on_order: list[Evidence]) -> tuple[Evidence, Evidence] | None:
-    """This request's latest in-doubt send, and a later action on the order (another request) that was carried
-    out: the order changed after the write that may have landed, so "absent now" no longer proves it never did."""
+    """This request's latest in-doubt send, and a later write of ours on the order (another request) that landed or
+    may have: the order may have changed after the write in doubt, so "absent now" no longer proves it never did."""
     doubts = [e for e in evidence if e.in_doubt]
     if not doubts:
         return None
-    later = [e for e in on_order[on_order.index(doubts[-1]) + 1:] if e.is_done and e not in evidence]
+    later = [e for e in on_order[on_order.index(doubts[-1]) + 1:] if e not in evidence and e.may_have_landed]
     return (doubts[-1], later[-1]) if later else None
 
 

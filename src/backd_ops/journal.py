@@ -106,6 +106,11 @@ class Evidence:
         return self.outcome in DONE_OUTCOMES
 
     @property
+    def may_have_landed(self) -> bool:
+        """Sent, and not known to have failed: done, or in doubt."""
+        return self.intent_at is not None and self.outcome not in ("failed", "not_applied")
+
+    @property
     def in_doubt(self) -> bool:
         """Sent (or about to be) with no known result: the write may have landed."""
         return self.intent_at is not None and self.outcome in IN_DOUBT_OUTCOMES

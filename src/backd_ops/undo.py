@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -55,8 +56,8 @@ def undo_run(client: BackdClient, run_id: str, *, journal: Journal | str | Path 
 
 
 def _created_refunds(book: Journal, client: BackdClient, run_id: str) -> tuple[list[RowInput], dict[int, _Created]]:
-    """The rows of ``run_id`` that created a refund (or may have: sent, with no recorded result), as delete_refund
-    inputs, and what each set."""
+    """The rows of ``run_id`` that created a refund, as delete_refund inputs, and what each set; with the rows it
+    sent and never recorded (listed, not undone)."""
     run = book.run(run_id)
     if run is None:
         raise InputError(f"no run {run_id!r} in the journal {book.path}")
@@ -66,7 +67,7 @@ def _created_refunds(book: Journal, client: BackdClient, run_id: str) -> tuple[l
     if run["operation"] != "refund":
         raise InputError(f"run {run_id} was a {run['operation']} run; only refunds can be undone (before their 17:00 lock)")
     actions = book.actions(run_id)
-    # Sent with no recorded result (a kill before its outcome was written, or uncertain): Backd's read decides.
+    # Sent with no recorded result (a kill before its outcome was written, or uncertain): listed with what Backd shows.
     in_doubt = actions["intent_at"].notna() & (actions["outcome"].isna() | actions["outcome"].eq("uncertain"))
     sent = actions[actions["outcome"].eq("done") | in_doubt]
     later = _later_refunds(book, client, run_id, sent)
@@ -76,7 +77,8 @@ def _created_refunds(book: Journal, client: BackdClient, run_id: str) -> tuple[l
         values = {"backd_order_id": action.backd_order_id, "merchant_order_id": request.get("merchant_order_id")}
         rows.append(RowInput(position, _label(action.row_label), values))
         created[position] = _Created(Decimal(action.amount), _decimal(getattr(action, "replaced_amount", None)),
-                                     in_doubt=action.outcome != "done", refunded_again_by=later.get(action.backd_order_id))
+                                     in_doubt=action.outcome != "done", sent_at=_aware(action.intent_at),
+                                     refunded_again_by=later.get(action.backd_order_id))
     return rows, created
 
 
@@ -85,19 +87,40 @@ class _Created:
     amount: Decimal
     replaced: Decimal | None
     in_doubt: bool  # the run sent it but never recorded how it ended
-    refunded_again_by: str | None  # a later run that refunded the order (then the active request is that run's)
+    sent_at: datetime | None
+    refunded_again_by: str | None  # a later run of ours that sent a refund on the order
+
+
+def _in_doubt_text(row: RowInput, read: Order, created: _Created, run_id: str) -> str:
+    """Listed, never declined automatically: Backd has no request ids, so an active request of the same amount may
+    be this run's or anyone else's (a later run's, a dashboard's) and declining it would cancel a refund."""
+    active = read.active_refund
+    shows = (f"Backd shows an active {active.status} request of {format_money(active.amount)} made {_when(active.create_date)}"
+             if active is not None else "Backd shows no active refund request")
+    later = f"; run {created.refunded_again_by} sent a refund on this order since" if created.refunded_again_by else ""
+    return (f"row {row.label}: run {run_id} sent a {format_money(created.amount)} refund at {_when(created.sent_at)} and never "
+            f"recorded how it ended{later}; {shows}, which may be the run's or someone else's: not undone automatically "
+            f"(if it is the run's, decline it with delete_refunds)")
+
+
+def _when(moment: datetime | None) -> str:
+    return "at an unknown time" if moment is None else moment.astimezone(CHICAGO).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def _later_refunds(book: Journal, client: BackdClient, run_id: str, sent: pd.DataFrame) -> dict[str, str]:
-    """Per order of an in-doubt row: a later run whose refund on it is recorded done."""
+    """Per order of an in-doubt row: a later run of ours whose refund on it landed or may have."""
     doubtful = sent.loc[sent["outcome"] != "done", "backd_order_id"].tolist()
     later: dict[str, str] = {}
     for order_id, actions in book.evidence(client.account, "refund", doubtful).items():
         mine = [e for e in actions if e.run_id == run_id]
-        after = [e for e in actions[actions.index(mine[-1]) + 1:] if e.outcome == "done"] if mine else []
+        after = [e for e in actions[actions.index(mine[-1]) + 1:] if e.may_have_landed] if mine else []
         if after:
             later[order_id] = after[-1].run_id
     return later
+
+
+def _aware(moment: Any) -> datetime | None:
+    return None if moment is None or moment is pd.NaT else pd.Timestamp(moment).to_pydatetime()
 
 
 def _decimal(text: str | None) -> Decimal | None:
@@ -111,14 +134,10 @@ def _label(text: str | None) -> object:
 def _undo_verdict(row: RowInput, read: Order | Exception | None, created: _Created, run_id: str, now: datetime) -> Verdict:
     if not isinstance(read, Order):
         return Verdict(INVALID, f"row {row.label}: could not read the order ({read}); not undone", "backd_order_id")
-    if created.refunded_again_by is not None:
-        return Verdict(INVALID, f"row {row.label}: run {run_id} never recorded how its refund ended, and run "
-                       f"{created.refunded_again_by} refunded this order since: undo that run instead", "backd_order_id")
+    if created.in_doubt:
+        return Verdict(INVALID, _in_doubt_text(row, read, created, run_id), "backd_order_id")
     verdict = plan_undo_refund(row.values, read, now, row.label, amount_set=created.amount, set_by=run_id)
     message = verdict.message
-    if created.in_doubt:
-        message += (" (the run never recorded how its refund ended; Backd shows it landed)" if verdict.outcome == PLANNED
-                    else " (the run never recorded how its refund ended: it may never have landed)")
     if verdict.outcome == PLANNED and created.replaced is not None:
         message += f"; the {format_money(created.replaced)} request it replaced stays declined (refund it again if it should stand)"
     return Verdict(verdict.outcome, message, verdict.column, verdict.amount, verdict.locked_at, OrderState.of(read))
