@@ -352,7 +352,7 @@ class _Run:
             return self._result(row, DRIFTED, f"not sent: run {did.run_id} did this, but Backd no longer shows it "
                                 f"({describe_drift(row.verdict.state, OrderState.of(order)) or 'it was undone'})", order=order)
         acted = _acted_since_doubt(evidence, on_order)
-        if acted is not None:  # e.g. an undo of a killed run: its write landed and was declined, so it shows as absent
+        if acted is not None:  # e.g. a killed run's refund the analyst declined since: it landed, yet shows as absent
             doubt, since = acted
             return self._result(row, DRIFTED, f"not sent: run {doubt.run_id} sent this and never recorded how it ended, and "
                                 f"run {since.run_id} sent {since.operation} on this order since: make a new plan", order=order)

@@ -282,9 +282,9 @@ class Journal:
     def record_intent(self, claim: Claim, row: int, *, operation: str, backd_order_id: str, request: dict, request_key: str,
                       amount: str | None, status_before: str | None, row_label: str | None = None,
                       replaced_amount: str | None = None) -> bool:
-        """Written and committed as each attempt of a write leaves (after its rate-limit wait), only while ``claim``
-        still holds the plan; False if it does not (interrupted, or another run took over a stalled one): then nothing
-        may be sent. A later attempt counts in ``attempts`` and moves ``intent_at``: the doubt window starts when a
+        """Written and committed as each attempt of a write leaves (after its rate-limit wait), only while this run
+        still holds the plan (``claim``) and the order's lease; False if not (interrupted, or another run took over a
+        stalled one): then nothing may be sent. A later attempt counts in ``attempts`` and moves ``intent_at``: the doubt window starts when a
         write was sent. ``replaced_amount``: the active refund request this write will decline by replacing it (what
         an undo cannot bring back)."""
         values = (claim.run_id, row, claim.plan_id, claim.account, operation, row_label, backd_order_id, request_key, amount,
