@@ -81,6 +81,17 @@ def lock_text(moment: Any) -> str:
     return f"{local:%a %H:%M} {local.tzname()}"
 
 
+def chicago_text(moment: datetime | None, *, missing: str, seconds: bool = False) -> str:
+    """A moment as Chicago date, time and zone (``2026-04-13 16:59 CDT``); ``missing`` when there is none.
+
+    Examples
+    --------
+    >>> chicago_text(pd.Timestamp("2026-04-13 21:59:30", tz="UTC"), missing="—", seconds=True), chicago_text(None, missing="—")
+    ('2026-04-13 16:59:30 CDT', '—')
+    """
+    return missing if moment is None else moment.astimezone(CHICAGO).strftime(f"%Y-%m-%d %H:%M{':%S' if seconds else ''} %Z")
+
+
 def compact_view(frame: pd.DataFrame) -> pd.DataFrame:
     """The columns people read, as text: row (the index), order, amount, outcome, message, locks.
 

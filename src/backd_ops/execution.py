@@ -59,6 +59,7 @@ from .plans import (
     request_key,
     typed_plan_frame,
     verify_plan,
+    written_since,
 )
 from .progress import ProgressLike
 from .reads import concurrently, read_order
@@ -511,7 +512,7 @@ def _acted_since_doubt(evidence: list[Evidence], on_order: list[Evidence]) -> tu
     doubts = [e for e in evidence if e.in_doubt]
     if not doubts:
         return None
-    later = [e for e in on_order[on_order.index(doubts[-1]) + 1:] if e not in evidence and e.may_have_landed]
+    later = [e for e in written_since(on_order, doubts[-1]) if e not in evidence]
     return (doubts[-1], later[-1]) if later else None
 
 

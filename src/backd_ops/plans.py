@@ -27,7 +27,7 @@ from ._files import write_atomically
 from .client import BackdClient
 from .columns import ColumnMatch, describe_matches, parse_mapping
 from .config import TOOL_VERSION, Account, ApprovalPolicy, current_user
-from .display import as_plan_frame
+from .display import as_plan_frame, chicago_text
 from .errors import ApprovalError, AuthenticationError, BackdError, InputError, NotFoundError, PlanError, option_hint
 from .journal import Evidence, Journal
 from .locking import CHICAGO
@@ -54,6 +54,7 @@ from .tables import TableSource, read_table, table_source, write_csv
 __all__ = [
     "OUTCOMES",
     "doer",
+    "written_since",
     "Approval",
     "PlanInfo",
     "approve_plan",
@@ -270,9 +271,14 @@ def _plan_row(op: Operation, row: RowInput, read: Order | BackdError | None, evi
         if resend:
             return replace(verdict, message=f"{verdict.message}; again: run {did.run_id} did this, and Backd no longer shows it")
         return replace(verdict, outcome=DRIFTED, message=(
-            f"run {did.run_id} did this ({verdict.message}) on {_day(did.finished_at)}, but Backd no longer shows it "
+            f"run {did.run_id} did this ({verdict.message}) on {chicago_text(did.finished_at, missing='an unknown date')}, but Backd no longer shows it "
             f"(the order is {read.status}{_active_text(read)}); so it is not sent. Plan again with {option_hint('resend')} to send it again"))
     return verdict
+
+
+def written_since(on_order: list[Evidence], since: Evidence) -> list[Evidence]:
+    """Our writes on an order recorded after ``since`` (oldest first) that landed or may have."""
+    return [e for e in on_order[on_order.index(since) + 1:] if e.may_have_landed]
 
 
 def doer(evidence: list[Evidence]) -> Evidence | None:
@@ -283,10 +289,6 @@ def doer(evidence: list[Evidence]) -> Evidence | None:
 def _active_text(order: Order) -> str:
     active = order.active_refund
     return f", active refund {format_money(active.amount)}" if active else ", no active refund" if order.refunds else ""
-
-
-def _day(moment: datetime | None) -> str:
-    return "an unknown date" if moment is None else moment.astimezone(CHICAGO).strftime("%Y-%m-%d %H:%M %Z")
 
 
 # -- the plan frame -----------------------------------------------------------------------------------------------------

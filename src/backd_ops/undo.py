@@ -18,11 +18,12 @@ import pandas as pd
 
 from .client import BackdClient
 from .errors import InputError, PlanAccountError
-from .journal import Journal
+from .display import chicago_text
+from .journal import IN_DOUBT_OUTCOMES, Journal
 from .locking import CHICAGO
 from .models import Order, format_money
 from .operations import INVALID, OPERATIONS, PLANNED, OrderState, RowInput, Verdict, plan_undo_refund
-from .plans import build_plan, new_info
+from .plans import build_plan, new_info, written_since
 from .progress import ProgressLike
 from .reads import fetch_orders
 
@@ -68,7 +69,7 @@ def _created_refunds(book: Journal, client: BackdClient, run_id: str) -> tuple[l
         raise InputError(f"run {run_id} was a {run['operation']} run; only refunds can be undone (before their 17:00 lock)")
     actions = book.actions(run_id)
     # Sent with no recorded result (a kill before its outcome was written, or uncertain): listed with what Backd shows.
-    in_doubt = actions["intent_at"].notna() & (actions["outcome"].isna() | actions["outcome"].eq("uncertain"))
+    in_doubt = actions["intent_at"].notna() & (actions["outcome"].isna() | actions["outcome"].isin(IN_DOUBT_OUTCOMES))
     sent = actions[actions["outcome"].eq("done") | in_doubt]
     later = _later_refunds(book, client, run_id, sent)
     rows, created = [], {}
@@ -94,17 +95,14 @@ class _Created:
 def _in_doubt_text(row: RowInput, read: Order, created: _Created, run_id: str) -> str:
     """Listed, never declined automatically: Backd has no request ids, so an active request of the same amount may
     be this run's or anyone else's (a later run's, a dashboard's) and declining it would cancel a refund."""
-    active = read.active_refund
-    shows = (f"Backd shows an active {active.status} request of {format_money(active.amount)} made {_when(active.create_date)}"
+    active, sent = read.active_refund, chicago_text(created.sent_at, missing="an unknown time", seconds=True)
+    shows = (f"Backd shows an active {active.status} request of {format_money(active.amount)} made "
+             f"{chicago_text(active.create_date, missing='at an unknown time', seconds=True)}"
              if active is not None else "Backd shows no active refund request")
     later = f"; run {created.refunded_again_by} sent a refund on this order since" if created.refunded_again_by else ""
-    return (f"row {row.label}: run {run_id} sent a {format_money(created.amount)} refund at {_when(created.sent_at)} and never "
+    return (f"row {row.label}: run {run_id} sent a {format_money(created.amount)} refund at {sent} and never "
             f"recorded how it ended{later}; {shows}, which may be the run's or someone else's: not undone automatically "
             f"(if it is the run's, decline it with delete_refunds)")
-
-
-def _when(moment: datetime | None) -> str:
-    return "at an unknown time" if moment is None else moment.astimezone(CHICAGO).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def _later_refunds(book: Journal, client: BackdClient, run_id: str, sent: pd.DataFrame) -> dict[str, str]:
@@ -113,7 +111,7 @@ def _later_refunds(book: Journal, client: BackdClient, run_id: str, sent: pd.Dat
     later: dict[str, str] = {}
     for order_id, actions in book.evidence(client.account, "refund", doubtful).items():
         mine = [e for e in actions if e.run_id == run_id]
-        after = [e for e in actions[actions.index(mine[-1]) + 1:] if e.may_have_landed] if mine else []
+        after = written_since(actions, mine[-1]) if mine else []
         if after:
             later[order_id] = after[-1].run_id
     return later
