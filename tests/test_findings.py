@@ -78,3 +78,20 @@ def test_a_note_of_no_action_needed_stops_failing_the_run_until_the_values_chang
         assert third.has_findings(["status_mismatch"])
         with pytest.raises(backd_ops.InputError, match="no order_total_mismatch finding"):
             third.annotate(placed[0]["backd_order_id"], "order_total_mismatch", note="x")
+
+
+def test_keys_and_fingerprints_do_not_depend_on_the_fast_paths():
+    """Stored keys are hash_pandas_object of 'order_key|kind' (a store written by an earlier version still matches),
+    and a night with a repeated finding groups it without changing any other row's key, fingerprint or stake."""
+    from backd_ops.findings import _key_hashes, _per_order_and_kind
+
+    text = pd.Series(["BO-1|order_total_mismatch", None, "BO-2|stale_order_placed"], dtype="string")
+    assert _key_hashes(text).tolist() == pd.util.hash_pandas_object(text, index=False).tolist()
+    night = findings(("BO-1", "order_total_mismatch", "10.00", "12.00", 200), ("BO-2", "stale_order_placed", "", "", 0),
+                     ("BO-3", "order_total_mismatch", "5.00", "6.00", 100))
+    unique = _per_order_and_kind(night).set_index("key")
+    repeated = _per_order_and_kind(pd.concat([night, night.iloc[[2]]], ignore_index=True)).set_index("key")
+    assert list(repeated.index) == list(unique.index)  # in the order they first appear
+    others = unique.index[:2]
+    assert repeated.loc[others, ["fingerprint", "at_stake_cents"]].equals(unique.loc[others, ["fingerprint", "at_stake_cents"]])
+    assert repeated.loc[unique.index[2], "at_stake_cents"] == 2 * unique.loc[unique.index[2], "at_stake_cents"]

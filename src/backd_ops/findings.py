@@ -163,6 +163,9 @@ class FindingsStore:
 
     def _with_notes(self, account: Account, current: pd.DataFrame) -> pd.DataFrame:
         notes = self.annotations(account).rename(columns={"status": "note_status", "fingerprint": "note_fingerprint"})
+        if notes.empty:  # the usual night: no join of a million findings with nothing
+            empty = {c: pd.Series(None, index=current.index, dtype=object) for c in notes.columns if c not in ("order_key", "kind")}
+            return current.assign(**empty, suppressed=False)
         merged = current.merge(notes, on=["order_key", "kind"], how="left")
         same_values = merged["note_fingerprint"].astype("string") == merged["fingerprint"].astype("string")
         merged["suppressed"] = ((merged["note_status"] == "no_action_needed") & same_values.fillna(False)).astype(bool)
@@ -183,33 +186,56 @@ def _per_order_and_kind(findings: pd.DataFrame) -> pd.DataFrame:
     frame["kind"] = frame["kind"].astype("string")
     values = frame[["ledger_value", "backd_value", "difference_cents"]].astype("string").fillna("")
     fingerprints = pd.util.hash_pandas_object(values, index=False).to_numpy()
-    keys = pd.util.hash_pandas_object(frame["order_key"] + "|" + frame["kind"], index=False).to_numpy()
+    keys = _key_hashes(frame["order_key"] + "|" + frame["kind"])
+    if pd.Index(keys).is_unique:  # the usual night: one finding per order and kind, nothing to group
+        return frame.assign(key=keys, fingerprint=fingerprints,
+                            at_stake_cents=pd.to_numeric(frame["at_stake_cents"], errors="coerce").fillna(0).to_numpy(dtype="int64"))
     order = np.argsort(keys, kind="stable")
     sorted_keys = keys[order]
     starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]) if len(keys) else np.array([], dtype=int)
-    grouped = frame.iloc[order[starts]].reset_index(drop=True)
-    grouped["key"] = sorted_keys[starts]
+    # Each group's first row, groups in the order they first appear: with no repeats that is every row as it came
+    # (no gather of a million text rows in hash order).
+    by_row = np.argsort(order[starts], kind="stable")
+    first = order[starts][by_row]
+    grouped = frame if len(first) == len(frame) else frame.iloc[first].reset_index(drop=True)
+    grouped["key"] = sorted_keys[starts][by_row]
     # XOR and sum over each group (a duplicated ledger row makes several findings of one order and kind)
-    grouped["fingerprint"] = np.bitwise_xor.reduceat(fingerprints[order], starts) if len(keys) else np.array([], dtype="uint64")
+    grouped["fingerprint"] = np.bitwise_xor.reduceat(fingerprints[order], starts)[by_row] if len(keys) else np.array([], dtype="uint64")
     stake = pd.to_numeric(frame["at_stake_cents"], errors="coerce").fillna(0).to_numpy(dtype="int64")
-    grouped["at_stake_cents"] = np.add.reduceat(stake[order], starts) if len(keys) else np.array([], dtype="int64")
+    grouped["at_stake_cents"] = np.add.reduceat(stake[order], starts)[by_row] if len(keys) else np.array([], dtype="int64")
     return grouped
 
 
+def _key_hashes(text: pd.Series) -> np.ndarray:
+    """``hash_pandas_object`` of a text column, value for value (the store's keys depend on it), twice as fast on
+    Arrow-backed text: it hashes the strings once instead of factorizing them first."""
+    hashes = pd.util.hash_array(text.to_numpy(dtype=object, na_value=None), categorize=False)
+    hashes[text.isna().to_numpy()] = np.iinfo(np.uint64).max  # what hash_pandas_object gives a missing value
+    return hashes
+
+
 def _compare_nights(tonight: pd.DataFrame, state: pd.DataFrame, stamp: pd.Timestamp) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    open_before = state[state["status"] == "open"]
-    merged = tonight.merge(open_before[["key", "first_seen", "fingerprint"]], on="key", how="left", suffixes=("", "_before"))
-    was_open = merged["first_seen"].notna()
-    current = merged.assign(
+    # Keys are unique in the state, so one lookup places each of tonight's findings in it and splits the state:
+    # open and back tonight (replaced by tonight's row), open and gone (resolved now), closed and not back (kept).
+    at = pd.Index(state["key"].to_numpy(dtype="uint64")).get_indexer(pd.Index(tonight["key"].to_numpy(dtype="uint64")))
+    is_open = (state["status"] == "open").to_numpy(dtype=bool, na_value=False)
+    seen = at >= 0
+    open_last_night = seen.copy()
+    open_last_night[seen] = is_open[at[seen]]
+    in_tonight = np.zeros(len(state), dtype=bool)
+    in_tonight[at[seen]] = True
+    was_open = pd.Series(open_last_night, index=tonight.index)
+    first_seen = pd.Series(state["first_seen"].array.take(np.where(open_last_night, at, -1), allow_fill=True), index=tonight.index)
+    fingerprint_before = np.zeros(len(at), dtype="uint64")
+    fingerprint_before[open_last_night] = state["fingerprint"].to_numpy(dtype="uint64")[at[open_last_night]]
+    current = tonight.assign(
+        first_seen=pd.to_datetime(first_seen, utc=True).where(was_open, stamp),
         change=np.where(was_open, "open", "new"),
-        first_seen=pd.to_datetime(merged["first_seen"], utc=True).where(was_open, stamp),
-        values_changed=was_open & (merged["fingerprint_before"] != merged["fingerprint"]),
-    ).drop(columns=["fingerprint_before"])
+        values_changed=was_open & (fingerprint_before != tonight["fingerprint"].to_numpy(dtype="uint64")),
+    )
     current["age_days"] = (stamp - current["first_seen"]).dt.total_seconds() / 86400
-    tonight_keys = pd.Index(tonight["key"].to_numpy(dtype="uint64"))
-    resolved = open_before[~pd.Index(open_before["key"].to_numpy(dtype="uint64")).isin(tonight_keys)].assign(status="resolved", resolved_at=stamp)
-    keys = pd.Index(state["key"].to_numpy(dtype="uint64"))
-    kept = state[~keys.isin(tonight_keys) & ~keys.isin(pd.Index(resolved["key"].to_numpy(dtype="uint64")))]
+    resolved = state[is_open & ~in_tonight].assign(status="resolved", resolved_at=stamp)
+    kept = state[~is_open & ~in_tonight]
     now_open = current.assign(status="open", last_seen=stamp, resolved_at=pd.NaT)[_STATE_COLUMNS]
     new_state = pd.concat([_typed_state(kept), _typed_state(resolved[_STATE_COLUMNS]), _typed_state(now_open)], ignore_index=True)
     return current, resolved.reset_index(drop=True), new_state
