@@ -25,7 +25,7 @@ test-long: $(STAMP)  ## the long chaos/crash profile as well
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_bulk.py
-	$(BIN)/python bench/bench_reconcile.py
+	$(BIN)/python bench/bench_reconcile.py --track
 	$(BIN)/python bench/bench_incremental.py
 	$(BIN)/python bench/bench_notebook.py
 	$(BIN)/python bench/bench_ratelimit.py

@@ -19,16 +19,44 @@ def write_atomically(path: Path, write: Callable[[str], None]) -> Path:
     >>> import pandas as pd
     >>> write_atomically(folder / "base.parquet", lambda tmp: frame.to_parquet(tmp, index=False))   # doctest: +SKIP
     """
+    with staged(path) as stage:
+        write(stage.temporary)
+        stage.commit()
+    return path
+
+
+class Stage:
+    """A temporary file beside ``path``; :meth:`commit` renames it over ``path``."""
+
+    def __init__(self, path: Path, temporary: str) -> None:
+        self.path, self.temporary, self.committed = path, temporary, False
+
+    def commit(self) -> None:
+        os.replace(self.temporary, self.path)
+        self.committed = True
+
+
+@contextmanager
+def staged(path: Path) -> Iterator[Stage]:
+    """A file written now and put in place later (:meth:`Stage.commit`), or removed if the block ends before: for
+    several files that change together, written while other work goes on and committed when it all succeeded.
+
+    Examples
+    --------
+    >>> with staged(folder / "state.parquet") as state:                                   # doctest: +SKIP
+    ...     table.to_parquet(state.temporary)
+    ...     check_everything_else()
+    ...     state.commit()
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
+    stage = Stage(path, temporary)
     try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+        yield stage
+    finally:
+        if not stage.committed:
+            Path(temporary).unlink(missing_ok=True)
 
 
 @contextmanager

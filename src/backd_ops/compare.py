@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -196,7 +196,7 @@ def _missing_in_ledger(orders: pd.DataFrame, keys: IdKeys) -> pd.DataFrame:
     return pd.DataFrame({
         "kind": "missing_in_ledger", "pos": pd.array([pd.NA] * len(missing), dtype="Int64"), "row": None,
         "backd_order_id": missing["backd_order_id"].to_numpy(), "merchant_order_id": missing["merchant_order_id"].to_numpy(),
-        "ledger_value": None, "backd_value": missing["status"].astype("string").to_numpy(),
+        "ledger_value": _text(None, len(missing)), "backd_value": _text(missing["status"].array, len(missing)),
         "ledger_cents": None, "backd_cents": missing["order_total_cents"].to_numpy(), "difference_cents": None,
         "exposure_cents": missing["order_total_cents"].to_numpy(),
     })
@@ -214,7 +214,7 @@ def _finding(kind: str, merged: pd.DataFrame, mask: pd.Series, *, ledger_value: 
     if not chosen.any():
         return pd.DataFrame()
     pick = lambda s: None if s is None else s.array[chosen]  # noqa: E731
-    shown = lambda s: None if s is None else (show(s[chosen]).array if show else s.array[chosen])  # noqa: E731
+    shown = lambda s: _text(None if s is None else (show(s[chosen]).array if show else s.array[chosen]), int(chosen.sum()))  # noqa: E731
     amounts = kind in _AMOUNT_KINDS and kind != "refund_locks_soon"
     return pd.DataFrame({
         "kind": kind, "pos": merged["pos"].to_numpy()[chosen], "row": merged["row"].array[chosen],
@@ -223,6 +223,14 @@ def _finding(kind: str, merged: pd.DataFrame, mask: pd.Series, *, ledger_value: 
         "ledger_cents": pick(ledger_value) if amounts else None, "backd_cents": pick(backd_value) if amounts else None,
         "difference_cents": pick(difference), "exposure_cents": pick(exposure),
     })
+
+
+def _text(values: Any, count: int) -> pd.api.extensions.ExtensionArray:
+    """Shown values as Arrow text with missing values: every kind's alike, so the findings' concat keeps them Arrow
+    text (one kind's ``str`` or ``None`` would turn a million rows into Python objects)."""
+    if values is None:
+        return pd.array(pa.nulls(count, pa.large_string()), dtype="string")
+    return pd.array(values, dtype="string") if values.dtype != "string" else values
 
 
 def _empty() -> pd.DataFrame:

@@ -412,8 +412,8 @@ class Reconciliation:
             raise InputError("findings are tracked per account: reconcile with client=, or a snapshot saved by backd_ops")
         self.store = store if isinstance(store, FindingsStore) else FindingsStore(None if store is True else store)
         self.changes = self.store.track(self.record.account, self._findings, run_id=self.record.run_id, as_of=self.record.as_of)
-        extra = self.changes.current[["order_key", "kind", *[c for c in TRACKED_COLUMNS if c in self.changes.current.columns]]]
-        self._findings = self._findings.merge(extra, on=["order_key", "kind"], how="left")
+        tracked = self.changes.for_rows([c for c in TRACKED_COLUMNS if c in self.changes.current.columns])
+        self._findings = pd.concat([self._findings.reset_index(drop=True).drop(columns=tracked.columns, errors="ignore"), tracked], axis=1)
         return self.changes
 
     def annotate(self, order: str, kind: str, *, note: str, status: str = "investigating", owner: str | None = None) -> None:
@@ -435,7 +435,7 @@ class Reconciliation:
         if match.empty:
             raise InputError(f"no {kind} finding for {order} in this run; the findings are in rec.discrepancies")
         self.store.annotate(self.record.account, order, kind, note=note, owner=owner, status=status,  # type: ignore[arg-type]
-                            fingerprint=int(match["fingerprint"].iloc[0]))
+                            finding=match)
 
     # -- exports --------------------------------------------------------------------------------------------------
     def to_csv(self, directory: str | Path) -> dict[str, Path]:
