@@ -198,7 +198,9 @@ def test_a_night_that_fails_halfway_leaves_the_store_as_it_was(tmp_path):
     assert (folder / "findings.parquet").read_bytes() == before
     assert sorted(p.name for p in folder.iterdir()) == [".lock", "annotations.sqlite", "findings.parquet"]
     (folder / "annotations.sqlite").unlink()
+    (folder / ".findings.parquet.k1ll3d.tmp").write_bytes(b"half a night")  # staged by a night that was killed
     retried = store.track(ACCOUNT, tonight, run_id="r2", as_of=NIGHT + timedelta(days=1))
+    assert sorted(p.name for p in folder.iterdir()) == [".lock", "findings.parquet"]
     assert retried.counts == {"new": 1, "open": 1, "open_values_changed": 0, "resolved": 0}
     assert store.history(ACCOUNT).run_id.tolist() == ["r1", "r2"]
 

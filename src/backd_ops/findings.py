@@ -105,19 +105,19 @@ class FindingsStore:
         # Reading and writing the state is Arrow's work outside the GIL: it overlaps keying tonight's findings and
         # joining the notes, which on a million findings is most of what a night adds. The new state (with the
         # runs) is staged and put in place at the end: a night that fails halfway leaves the store as it was.
-        with (_locked(folder / ".lock"), staged(folder / "findings.parquet") as state_file,
-              ThreadPoolExecutor(max_workers=1, thread_name_prefix="findings-store") as io):
-            _remove_leftovers(folder)  # staged files of a night that was killed (we hold the lock: nobody else writes)
-            reading = io.submit(_read_state, folder)
-            tonight, rows = _per_order_and_kind(findings)
-            stored = reading.result()
-            placed = _Placement.of(tonight, stored.table, stamp)
-            new_state, resolved = _next_state(tonight, stored.table, placed)
-            runs = _with_run(stored.runs, run_id, stamp, tonight, placed, resolved)
-            writing = io.submit(_write_state, new_state, runs, state_file.temporary)
-            current = self._with_notes(account, _marked(tonight, stored.table, placed, stored.scheme))
-            writing.result()
-            state_file.commit()
+        with _locked(folder / ".lock"):
+            _remove_leftovers(folder)  # staged by a night that was killed (we hold the lock: nobody else writes)
+            with staged(folder / "findings.parquet") as state_file, ThreadPoolExecutor(1, "findings-store") as io:
+                reading = io.submit(_read_state, folder)
+                tonight, rows = _per_order_and_kind(findings)
+                stored = reading.result()
+                placed = _Placement.of(tonight, stored.table, stamp)
+                new_state, resolved = _next_state(tonight, stored.table, placed)
+                runs = _with_run(stored.runs, run_id, stamp, tonight, placed, resolved)
+                writing = io.submit(_write_state, new_state, runs, state_file.temporary)
+                current = self._with_notes(account, _marked(tonight, stored.table, placed, stored.scheme))
+                writing.result()
+                state_file.commit()
             (folder / "runs.parquet").unlink(missing_ok=True)  # the first layout's runs, now in the state
         previous = None if stored.runs.empty else str(stored.runs["run_id"].iloc[-1])
         return Changes(previous, current, resolved, runs.tail(30).reset_index(drop=True), rows)
