@@ -231,8 +231,8 @@ def _per_order_and_kind(findings: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarra
     keys = _finding_keys(frame)
     index = pd.Index(keys)
     if index.is_unique:  # the usual night: one finding per order and kind, nothing to group
-        return frame.assign(key=index, fingerprint=_hashes(np.zeros(len(frame), "uint64"), False), fingerprint_xor=_hashes(np.zeros(len(frame), "uint64"), False),
-                            at_stake_cents=frame["at_stake_cents"].fillna(0)), None
+        none = _hashes(np.zeros(len(frame), "uint64"), False)
+        return frame.assign(key=index, fingerprint=none, fingerprint_xor=none.copy(), at_stake_cents=frame["at_stake_cents"].fillna(0)), None
     order = np.argsort(keys, kind="stable")
     sorted_keys = keys[order]
     starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
@@ -286,6 +286,7 @@ def _cents(values: pd.Series, column: str) -> pd.Series:
 
 
 def _hashes(values: np.ndarray, present: np.ndarray | bool) -> pd.arrays.IntegerArray:
+    """Fingerprints as a nullable column: missing where not ``present`` (a finding of one row keeps none)."""
     return pd.arrays.IntegerArray(values.astype("uint64"), ~np.broadcast_to(np.asarray(present, dtype=bool), values.shape).copy())
 
 
