@@ -49,7 +49,7 @@ def staged(path: Path) -> Iterator[Stage]:
     ...     state.commit()
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=_staged_prefix(path), suffix=".tmp")
     os.close(handle)
     stage = Stage(path, temporary)
     try:
@@ -68,3 +68,14 @@ def locked(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def clear_staged(path: Path) -> None:
+    """Remove what :func:`staged` left of ``path`` in a process that was killed. Call it holding the lock that
+    every writer of ``path`` holds: then no staged file is anyone's work in progress."""
+    for leftover in path.parent.glob(f"{_staged_prefix(path)}*.tmp"):
+        leftover.unlink(missing_ok=True)
+
+
+def _staged_prefix(path: Path) -> str:
+    return f".{path.name}."

@@ -31,7 +31,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ._files import locked as _locked, staged
+from ._files import clear_staged, locked as _locked, staged
+from .arrowtools import arrow_text
 from .config import DEFAULT_JOURNAL_PATH, Account, current_user
 from .errors import InputError
 
@@ -106,7 +107,7 @@ class FindingsStore:
         # joining the notes, which on a million findings is most of what a night adds. The new state (with the
         # runs) is staged and put in place at the end: a night that fails halfway leaves the store as it was.
         with _locked(folder / ".lock"):
-            _remove_leftovers(folder)  # staged by a night that was killed (we hold the lock: nobody else writes)
+            clear_staged(folder / "findings.parquet")  # a night that was killed (we hold the lock: nobody else writes)
             with staged(folder / "findings.parquet") as state_file, ThreadPoolExecutor(1, "findings-store") as io:
                 reading = io.submit(_read_state, folder)
                 tonight, rows = _per_order_and_kind(findings)
@@ -192,7 +193,7 @@ class FindingsStore:
         notes = self.annotations(account).rename(columns={"status": "note_status", "fingerprint": "note_fingerprint"})
         out = current.assign(**{c: pd.Series(None, index=current.index, dtype=object) for c in _NOTE_COLUMNS}, suppressed=False)
         # Notes are few: look each finding's key up among theirs rather than join a million findings on text.
-        keys = _finding_keys(notes)
+        keys = _finding_keys(arrow_text(notes["order_key"]), arrow_text(notes["kind"]))
         keep = ~pd.Series(keys).duplicated(keep="last").to_numpy()  # made-up kinds with "|" could share a key
         notes = notes[keep]
         at = pd.Index(keys[keep]).get_indexer(current["key"].to_numpy(dtype="uint64"))
@@ -224,11 +225,12 @@ def _per_order_and_kind(findings: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarra
     """
     frame = findings[["order_key", "kind", "backd_order_id", "merchant_order_id", "ledger_value", "backd_value",
                       "difference_cents", "at_stake_cents"]].reset_index(drop=True)
-    for column in ("order_key", "kind", "backd_order_id", "merchant_order_id", "ledger_value", "backd_value"):
-        frame[column] = _arrow_text(frame[column])
+    text = {c: arrow_text(frame[c]) for c in ("order_key", "kind", "backd_order_id", "merchant_order_id", "ledger_value", "backd_value")}
+    for column, values in text.items():
+        frame[column] = pd.array(values, dtype="string")
     for column in ("difference_cents", "at_stake_cents"):
         frame[column] = _cents(frame[column], column)
-    keys = _finding_keys(frame)
+    keys = _finding_keys(text["order_key"], text["kind"])
     index = pd.Index(keys)
     if index.is_unique:  # the usual night: one finding per order and kind, nothing to group
         none = _hashes(np.zeros(len(frame), "uint64"), False)
@@ -257,22 +259,6 @@ def _per_order_and_kind(findings: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarra
     return grouped, rows
 
 
-def _arrow_text(values: pd.Series) -> pd.Series:
-    """A column as text, as ``astype("string")`` writes it; text (Python strings, ``str``, categories of text) is
-    converted by Arrow, where ``astype`` goes row by row through Python objects (0.2 s for a million kinds)."""
-    if values.dtype == "string":
-        return values
-    categorical = isinstance(values.dtype, pd.CategoricalDtype)
-    if categorical and not pd.api.types.is_string_dtype(values.cat.categories):
-        return values.astype("string")
-    try:
-        source = values.array if categorical or isinstance(values.dtype, pd.StringDtype) else values.to_numpy()
-        text = pa.array(source, from_pandas=True, type=None if categorical else pa.large_string()).cast(pa.large_string())
-    except (pa.ArrowException, TypeError, ValueError):  # numbers, decimals, mixed objects: as pandas writes them
-        return values.astype("string")
-    return pd.Series(pd.array(text, dtype="string"), index=values.index)
-
-
 def _cents(values: pd.Series, column: str) -> pd.Series:
     """Whole cents (nullable); anything else is refused with the column's name."""
     if pd.api.types.is_integer_dtype(values.dtype) and not pd.api.types.is_unsigned_integer_dtype(values.dtype):
@@ -290,11 +276,10 @@ def _hashes(values: np.ndarray, present: np.ndarray | bool) -> pd.arrays.Integer
     return pd.arrays.IntegerArray(values.astype("uint64"), ~np.broadcast_to(np.asarray(present, dtype=bool), values.shape).copy())
 
 
-def _finding_keys(findings: pd.DataFrame) -> np.ndarray:
+def _finding_keys(order_key: pa.Array, kind: pa.Array) -> np.ndarray:
     """Each finding's key in the store: the hash of ``order_key|kind`` (joined by Arrow, not through Python objects)."""
     # A finding with no order (neither id) is keyed per kind: "|kind" (a missing part would make every kind one).
-    joined = pc.binary_join_element_wise(pa.array(_arrow_text(findings["order_key"]).array), pa.array(_arrow_text(findings["kind"]).array),
-                                         pa.scalar("|", pa.large_string()), null_handling="replace", null_replacement="")
+    joined = pc.binary_join_element_wise(order_key, kind, "|", null_handling="replace", null_replacement="")
     return _key_hashes(pd.Series(pd.array(joined, dtype="string")))
 
 
@@ -466,11 +451,6 @@ def _runs(metadata: dict[bytes, bytes] | None, folder: Path) -> pd.DataFrame:
         return runs.assign(as_of=pd.to_datetime(runs["as_of"], utc=True)).astype(_empty_history().dtypes.to_dict())
     path = folder / "runs.parquet"
     return pd.read_parquet(path) if path.is_file() else _empty_history()
-
-
-def _remove_leftovers(folder: Path) -> None:
-    for leftover in folder.glob(".findings.parquet.*.tmp"):
-        leftover.unlink(missing_ok=True)
 
 
 def _to_frame(table: pa.Table) -> pd.DataFrame:
